@@ -1,0 +1,158 @@
+"""A node's data pipeline: read the CSV, check it against the node's policy, apply the policy's
+transforms, then encode features and labels from the shared task spec.
+
+raw CSV -> schema check (unlisted or missing columns refused) -> rule check (tiers vs task and
+DP) -> privacy transforms -> encoding -> train/test split. Nothing here talks to Flower.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from modeling.encoding import encode_features, encode_labels
+from modeling.errors import DataError
+from modeling.task_spec import TaskSpec
+from privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job, load_policy
+
+__all__ = [
+    "NodeData",
+    "PreparedFrame",
+    "check_node_rules",
+    "load_node_data",
+    "prepare_frame",
+    "read_node_csv",
+]
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """Policy-transformed records renamed to task names, plus the (pseudonymised) id column."""
+
+    frame: pd.DataFrame
+    ids: pd.Series | None
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class NodeData:
+    """Encoded train and held-out splits of one node (never leaves the node)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    policy: Policy
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y_train) + len(self.y_test)
+
+
+def read_node_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV as strings (so a bad numeric value is reported, never silently coerced)."""
+    source = str(path)
+    if not path.exists():
+        raise DataError(f"{source}: file does not exist (rule: data path)")
+    if not path.is_file():
+        raise DataError(f"{source}: not a regular file (rule: data path)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{source}: file is empty (rule: non-empty data)") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: file is not UTF-8 text (rule: CSV encoding)") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{source}: not a well-formed CSV file (rule: CSV format)") from exc
+    if frame.empty:
+        raise DataError(f"{source}: file has a header but no data rows (rule: non-empty data)")
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{source}: column '{duplicated[0]}' appears twice (rule: schema)")
+    return frame
+
+
+def _task_frame(transformed: pd.DataFrame, policy: Policy, names: list[str], source: str):
+    columns = {}
+    for name in names:
+        rule = policy.column_for(name)
+        if rule is None or rule.name not in transformed.columns:
+            raise DataError(
+                f"{source}: task column '{name}' is not provided by policy {policy.source} "
+                "(rule: task column mapping)"
+            )
+        columns[name] = transformed[rule.name]
+    return pd.DataFrame(columns, index=transformed.index)
+
+
+def prepare_frame(
+    path: Path,
+    policy: Policy,
+    task: TaskSpec,
+    keyring: Keyring | None,
+    *,
+    with_label: bool,
+) -> PreparedFrame:
+    """Read ``path``, check and transform it under ``policy``, rename to task names."""
+    source = str(path)
+    raw = read_node_csv(path)
+    policy.check_columns(list(raw.columns), source=source)
+    transformed = apply_policy(raw, policy, keyring, source=source)
+    names = task.feature_names + ([task.label.name] if with_label else [])
+    frame = _task_frame(transformed, policy, names, source)
+    id_rules = policy.columns_by_role("id")
+    ids = transformed[id_rules[0].name] if id_rules and id_rules[0].name in transformed else None
+    return PreparedFrame(frame, ids, policy)
+
+
+def _split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, round(n * test_fraction))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def load_node_data(
+    name: str,
+    data_path: Path,
+    policy_path: Path,
+    task: TaskSpec,
+    *,
+    test_fraction: float,
+    seed: int,
+    keyring: Keyring | None = None,
+) -> NodeData:
+    """Read, check, transform and encode a node's data, then split it (seeded per node)."""
+    policy = load_policy(policy_path)
+    prepared = prepare_frame(data_path, policy, task, keyring, with_label=True)
+    x = encode_features(prepared.frame, task, str(data_path))
+    y = encode_labels(prepared.frame, task, str(data_path))
+    train_idx, test_idx = _split_indices(len(y), test_fraction, seed ^ zlib.crc32(name.encode()))
+    return NodeData(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], policy)
+
+
+def check_node_rules(
+    data: NodeData,
+    task: TaskSpec,
+    *,
+    dp_enabled: bool,
+    epsilon: float | None,
+    delta: float | None,
+    lifetime_spent: float,
+) -> None:
+    """Run the shared rule engine on this node's job; any ERROR stops it before training."""
+    usage = JobUsage(
+        node=data.name,
+        features=task.feature_names,
+        label=task.label.name,
+        dp_enabled=dp_enabled,
+        epsilon_per_run=epsilon,
+        delta=delta,
+        n_train_rows=len(data.y_train),
+        lifetime_spent=lifetime_spent,
+    )
+    enforce(evaluate_job(data.policy, usage))

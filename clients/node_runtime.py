@@ -1,0 +1,215 @@
+"""What a node does each round, free of Flower types: check the proposal against its own policy
+and budget, train with DP-SGD, record spend in its ledger, evaluate on its held-out split.
+
+Encoded data is cached per process, so rounds after the first neither re-read nor re-encode it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from clients.node_data import NodeData, check_node_rules, load_node_data
+from clients.proposal import Proposal
+from confide.job import NodeSpec
+from modeling.dp_training import DPState, calibrate, predict_proba, train_local
+from modeling.errors import ConfideError
+from modeling.factory import build_model
+from modeling.metrics import binary_metrics, score_histograms
+from modeling.task_spec import TaskSpec
+from privacy import Keyring, PrivacyError
+from privacy.ledger import BudgetLedger
+
+__all__ = ["NodeRefusal", "NodeRuntime", "TrainOutcome", "round_seed"]
+
+_DATA_CACHE: dict[tuple[Any, ...], NodeData] = {}
+
+
+class NodeRefusal(ConfideError):
+    """The node declines the round; ``str(exc)`` is the reason it sends back."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A trained round: new weights, metrics for the server, DP state to keep locally."""
+
+    state_dict: dict[str, torch.Tensor]
+    metrics: dict[str, float]
+    dp_state: dict[str, Any] | None
+
+
+def round_seed(seed: int, node: str, server_round: int) -> int:
+    """A per node, per round seed (stable across processes)."""
+    return zlib.crc32(f"{seed}:{node}:{server_round}".encode())
+
+
+def _file_stamp(path) -> tuple[str, int]:
+    return (str(path), path.stat().st_mtime_ns if path.exists() else -1)
+
+
+class NodeRuntime:
+    """One node's side of a run."""
+
+    def __init__(
+        self, node: NodeSpec, task: TaskSpec, model_net: dict[str, Any], test_fraction: float
+    ) -> None:
+        self.node = node
+        self.task = task
+        self.model_net = model_net
+        self.test_fraction = test_fraction
+
+    # -- data ---------------------------------------------------------------------------
+    def _keyring(self) -> Keyring | None:
+        return Keyring.load(self.node.keys) if self.node.keys is not None else None
+
+    def _ledger(self, data: NodeData) -> BudgetLedger:
+        return BudgetLedger(
+            self.node.default_ledger(), self.node.name, data.policy.dp.lifetime_epsilon
+        )
+
+    def data(self, proposal: Proposal) -> NodeData:
+        """Load, check and encode the node's data once per process and run."""
+        if self.node.data is None:
+            raise NodeRefusal(f"node '{self.node.name}' has no data path (rule: data path)")
+        key = (
+            self.node.name,
+            _file_stamp(self.node.data),
+            _file_stamp(self.node.policy),
+            self.task.fingerprint,
+            self.test_fraction,
+            proposal.seed,
+        )
+        cached = _DATA_CACHE.get(key)
+        if cached is None:
+            try:
+                cached = load_node_data(
+                    self.node.name,
+                    self.node.data,
+                    self.node.policy,
+                    self.task,
+                    test_fraction=self.test_fraction,
+                    seed=proposal.seed,
+                    keyring=self._keyring(),
+                )
+            except (ConfideError, PrivacyError) as exc:
+                raise NodeRefusal(str(exc)) from exc
+            for stale in [k for k in _DATA_CACHE if k[0] == self.node.name]:
+                del _DATA_CACHE[stale]  # one entry per node: memory stays bounded
+            _DATA_CACHE[key] = cached
+        return cached
+
+    def checked_data(self, proposal: Proposal) -> tuple[NodeData, BudgetLedger | None]:
+        """The node's data after its own policy accepted this proposal (and its ledger)."""
+        data = self.data(proposal)
+        dp = proposal.dp
+        ledger = self._ledger(data) if dp.enabled else None
+        try:
+            spent = ledger.spent(excluding_run=proposal.run_id) if ledger else 0.0
+            check_node_rules(
+                data,
+                self.task,
+                dp_enabled=dp.enabled,
+                epsilon=dp.epsilon if dp.enabled else None,
+                delta=dp.delta if dp.enabled else None,
+                lifetime_spent=spent,
+            )
+        except PrivacyError as exc:
+            raise NodeRefusal(str(exc)) from exc
+        return data, ledger
+
+    def _model(self, data: NodeData, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+        model = build_model(self.model_net, data.x_train.shape[1])
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise NodeRefusal(
+                f"node '{self.node.name}': the global model does not match the task's encoding "
+                "(rule: model shape)"
+            ) from exc
+        return model
+
+    def _max_epsilon(self, data: NodeData) -> float:
+        limit = data.policy.dp.max_epsilon_per_run
+        if self.node.max_epsilon_per_run is not None:
+            limit = min(limit, self.node.max_epsilon_per_run)
+        return limit
+
+    # -- rounds -------------------------------------------------------------------------
+    def train(
+        self,
+        state_dict: dict[str, torch.Tensor],
+        proposal: Proposal,
+        dp_state: dict[str, Any] | None,
+    ) -> TrainOutcome:
+        """One round of local training; raises :class:`NodeRefusal` with the reason to send."""
+        name = self.node.name
+        dp = proposal.dp
+        if proposal.train.batch_size < 1 or proposal.train.local_epochs < 1:
+            raise NodeRefusal(f"node '{name}': malformed training proposal (rule: proposal)")
+        node_max = self.node.max_epsilon_per_run
+        if dp.enabled and node_max is not None and dp.epsilon > node_max:
+            raise NodeRefusal(
+                f"node '{name}': proposed epsilon {dp.epsilon:g} exceeds the node's maximum "
+                f"{node_max:g} per run (rule: DP-EPS-RUN)"
+            )
+        data, ledger = self.checked_data(proposal)
+        state = DPState.from_dict(dp_state) if dp_state else None
+        if dp.enabled and state is None:
+            try:
+                ledger.reserve(proposal.run_id, dp.epsilon, dp.delta)  # type: ignore[union-attr]
+            except PrivacyError as exc:
+                raise NodeRefusal(str(exc)) from exc
+            state = calibrate(dp, len(data.y_train), proposal.train, proposal.rounds)
+        model = self._model(data, state_dict)
+        try:
+            result = train_local(
+                model,
+                data.x_train,
+                data.y_train,
+                proposal.train,
+                dp,
+                state,
+                seed=round_seed(proposal.seed, name, proposal.server_round),
+                max_epsilon=self._max_epsilon(data) if dp.enabled else None,
+            )
+        except ConfideError as exc:
+            raise NodeRefusal(f"node '{name}': {exc}") from exc
+        metrics: dict[str, float] = {
+            "num-examples": float(len(data.y_train)),
+            "train_loss": result.mean_loss,
+            "steps": float(result.steps),
+            "epsilon": 0.0,
+            "delta": float(dp.delta) if dp.enabled else 0.0,
+            "noise_multiplier": 0.0,
+        }
+        new_state = None
+        if dp.enabled and result.state is not None:
+            epsilon = result.state.epsilon(dp.delta, dp.accountant)
+            ledger.record(proposal.run_id, epsilon, result.state.steps_taken)  # type: ignore[union-attr]
+            metrics["epsilon"] = epsilon
+            metrics["noise_multiplier"] = result.state.noise_multiplier
+            new_state = result.state.to_dict()
+        return TrainOutcome(model.state_dict(), metrics, new_state)
+
+    def evaluate(self, state_dict: dict[str, torch.Tensor], proposal: Proposal) -> dict[str, Any]:
+        """Metrics of the global model on the node's held-out split, plus pooled-metric sums."""
+        data, _ = self.checked_data(proposal)
+        model = self._model(data, state_dict)
+        prob = predict_proba(model, data.x_test)
+        y = data.y_test
+        clipped = np.clip(prob, 1e-7, 1 - 1e-7)
+        loss_sum = float(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).sum())
+        pos, neg = score_histograms(y, prob)
+        local = binary_metrics(y, prob)
+        return {
+            "num-examples": float(len(y)),
+            "loss_sum": loss_sum,
+            "brier_sum": float(((prob - y) ** 2).sum()),
+            "hist_pos": pos,
+            "hist_neg": neg,
+            **{f"local_{k}": v for k, v in local.items() if k != "n"},
+        }

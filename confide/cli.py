@@ -1,0 +1,171 @@
+"""The `confide` command line: simulate, baselines, synthetic data, scoring, privacy tools.
+
+Config-driven commands take Hydra overrides as arguments (``dp.epsilon=1 model=mlp``) and
+``--config-dir DIR`` to add a user's own config folder to Hydra's search path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from privacy.cli import keys_app, privacy_app
+from rich.console import Console
+
+from confide.config import compose_config, to_container
+from modeling.errors import ConfideError
+from privacy.errors import PrivacyError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Confide: privacy-preserving federated modeling for customer analytics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Synthetic customer data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(privacy_app, name="privacy", help="Policies, transforms, PII scan.")
+app.add_typer(keys_app, name="keys", help="Key files for encryption and pseudonyms.")
+
+_OVERRIDES = typer.Argument(None, help="Hydra overrides, e.g. dp.epsilon=1 model=mlp")
+_CONFIG_DIR = typer.Option(
+    None, "--config-dir", help="A folder of your own configs, added to Hydra's search path."
+)
+
+
+def _console(quiet: bool = False) -> Console:
+    return Console(quiet=quiet, highlight=False)
+
+
+def _compose(overrides: list[str] | None, config_dir: list[Path] | None) -> dict:
+    return to_container(compose_config(overrides or [], config_dir or []))
+
+
+@app.command()
+def simulate(
+    overrides: list[str] | None = _OVERRIDES,
+    config_dir: list[Path] | None = _CONFIG_DIR,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (CI)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's logs."),
+) -> None:
+    """Run a local federated simulation (Flower simulation engine) and its baselines."""
+    from confide.summary import dp_banner, print_summary, round_printer
+    from simulations.simulate import simulate as run
+
+    config = _compose(overrides, config_dir)
+    quiet = quiet or bool(config["run"].get("quiet"))
+    console = _console(quiet)
+    nodes = config["federation"]["nodes"]
+    console.print(
+        f"Federation '{config['federation']['name']}': {len(nodes)} nodes, task "
+        f"'{config['task']['name']}', model '{config['model']['name']}', strategy "
+        f"'{config['strategy']['name']}', {config['rounds']} rounds"
+    )
+    dp_banner(console, config["dp"])
+    result = run(
+        config, on_round_end=round_printer(console, int(config["rounds"])), verbose=verbose
+    )
+    print_summary(_console(False) if not quiet else console, result.run_dir, result.metrics)
+    if quiet:
+        print(f"run directory: {result.run_dir}")
+    if result.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def baseline(
+    overrides: list[str] | None = _OVERRIDES,
+    config_dir: list[Path] | None = _CONFIG_DIR,
+    out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
+) -> None:
+    """Centralised (with and without DP) and local-only baselines on the same data."""
+    import tempfile
+
+    from confide.job import parse_job
+    from simulations.baselines import run_baselines
+    from simulations.federation import materialize_synthetic_nodes
+    from simulations.simulate import preflight
+
+    job = parse_job(_compose(overrides, config_dir))
+    with tempfile.TemporaryDirectory(prefix="confide-baseline-") as tmp:
+        job = materialize_synthetic_nodes(job, Path(tmp))
+        results = run_baselines(job, preflight(job))
+    rows = {b.name: {"pooled": b.pooled, "own": b.own, "epsilon": b.epsilon} for b in results}
+    console = _console()
+    for name, r in rows.items():
+        console.print(f"{name:32s} ROC-AUC {r['pooled']['roc_auc']:.4f}  ε {r['epsilon']:.3f}")
+    if out is not None:
+        from privacy.ledger import atomic_write_text
+
+        atomic_write_text(out, json.dumps(rows, indent=2))
+
+
+@app.command("config")
+def show_config(
+    overrides: list[str] | None = _OVERRIDES,
+    config_dir: list[Path] | None = _CONFIG_DIR,
+) -> None:
+    """Print the fully resolved config a run with these overrides would use."""
+    import yaml
+
+    typer.echo(yaml.safe_dump(_compose(overrides, config_dir), allow_unicode=True, sort_keys=False))
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for <node>.csv files."),
+    profile: list[str] | None = typer.Option(
+        None, "--profile", help="Node profile(s); default: the default federation."
+    ),
+    rows: int | None = typer.Option(None, "--rows", help="Rows per node (default: profile's)."),
+    seed: int = typer.Option(42, "--seed"),
+) -> None:
+    """Generate synthetic customer records (deterministic by seed) as one CSV per node."""
+    from simulations.node_profiles import default_federation, get_profile
+    from simulations.synth import generate_federation, write_federation
+
+    profiles = [get_profile(p, rows) for p in profile] if profile else default_federation()
+    nodes = generate_federation(profiles, seed)
+    paths = write_federation(nodes, out_dir)
+    for node in nodes:
+        oracle = ", ".join(f"{k} {v:.3f}" for k, v in node.oracle_auc.items())
+        typer.echo(f"{paths[node.profile.name]}  rows {len(node.frame)}  oracle AUC: {oracle}")
+
+
+@app.command()
+def score(
+    run: Path = typer.Option(..., "--run", help="A completed run directory."),
+    data: Path = typer.Option(..., "--data", help="CSV of records to score."),
+    policy: Path = typer.Option(..., "--policy", help="The node's policy file."),
+    out: Path = typer.Option(..., "--out", help="Output CSV (id, probability)."),
+    keys: Path | None = typer.Option(None, "--keys", help="Key file (for pseudonymised ids)."),
+) -> None:
+    """Score new records with a run's global model, through the node's policy and encoding."""
+    from clients.scoring import score_file
+
+    count = score_file(run, data, policy, out, keys)
+    typer.echo(f"scored {count} rows -> {out}")
+
+
+def main() -> None:
+    """Console entry point: expected errors print one line and exit with status 2."""
+    try:
+        app(standalone_mode=False)
+    except (ConfideError, PrivacyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

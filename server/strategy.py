@@ -1,0 +1,132 @@
+"""Strategy construction from Hydra config, and the wrapper Confide puts around it.
+
+The wrapper (like Flower's DP wrappers, it wraps rather than copies) sorts replies by node so
+aggregation is deterministic, separates nodes that refused (with their reasons) from nodes that
+trained, records per-node metrics and epsilon, and stops the run with the reasons when fewer
+nodes than the minimum could train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from hydra.utils import instantiate
+
+from clients.client_app import STATUS_KEY
+from modeling.errors import ConfideError
+from server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
+from server.recorder import RunRecorder
+
+__all__ = ["ConfideStrategy", "FederationStopped", "build_strategy"]
+
+_PER_NODE_TRAIN = ("train_loss", "epsilon", "steps", "num-examples", "noise_multiplier")
+
+
+class FederationStopped(ConfideError):
+    """Too few nodes could take part; ``reasons`` maps node to its refusal."""
+
+    def __init__(self, message: str, reasons: dict[str, str]) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
+def build_strategy(algorithm_cfg: dict[str, Any]) -> Strategy:
+    """Instantiate the configured Flower strategy with Confide's metric aggregation."""
+    cfg = {k: v for k, v in algorithm_cfg.items()}
+    try:
+        return instantiate(
+            cfg,
+            train_metrics_aggr_fn=aggregate_train_metrics,
+            evaluate_metrics_aggr_fn=aggregate_eval_metrics,
+        )
+    except Exception as exc:
+        raise ConfideError(
+            f"strategy: cannot build {cfg.get('_target_')} ({type(exc).__name__}: {exc}) "
+            "(rule: strategy config)"
+        ) from exc
+
+
+def _status(msg: Message) -> tuple[str, str, str]:
+    record = msg.content.config_records.get(STATUS_KEY)
+    if record is None:
+        return "unknown", "failed", "reply without a confide status record"
+    return str(record["node"]), str(record["status"]), str(record.get("reason", ""))
+
+
+class ConfideStrategy(Strategy):
+    """Wraps a Flower strategy: refusals, determinism, per-node history, early stop."""
+
+    def __init__(self, inner: Strategy, recorder: RunRecorder, min_train_nodes: int) -> None:
+        self.inner = inner
+        self.recorder = recorder
+        self.min_train_nodes = min_train_nodes
+
+    def summary(self) -> None:
+        self.inner.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def _split(self, server_round: int, replies: Iterable[Message]) -> list[tuple[str, Message]]:
+        record = self.recorder.round(server_round)
+        accepted: list[tuple[str, Message]] = []
+        for msg in replies:
+            if msg.has_error():
+                record.failed.append(f"node {msg.metadata.src_node_id}: {msg.error.reason}")
+                continue
+            node, status, reason = _status(msg)
+            if status == "ok":
+                accepted.append((node, msg))
+            else:
+                record.refused[node] = reason
+        accepted.sort(key=lambda item: item[0])
+        return accepted
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        accepted = self._split(server_round, replies)
+        record = self.recorder.round(server_round)
+        for node, msg in accepted:
+            metrics = msg.content["metrics"]
+            record.train[node] = {k: float(metrics[k]) for k in _PER_NODE_TRAIN if k in metrics}
+        if len(accepted) < self.min_train_nodes:
+            self.recorder.flush()
+            reasons = dict(record.refused)
+            reasons.update({f"failure {i}": f for i, f in enumerate(record.failed)})
+            detail = "; ".join(f"{n}: {r}" for n, r in reasons.items()) or "no replies"
+            raise FederationStopped(
+                f"round {server_round}: only {len(accepted)} node(s) trained, fewer than the "
+                f"minimum of {self.min_train_nodes} ({detail})",
+                reasons,
+            )
+        return self.inner.aggregate_train(server_round, [m for _, m in accepted])
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        accepted = self._split(server_round, replies)
+        record = self.recorder.round(server_round)
+        for node, msg in accepted:
+            metrics = msg.content["metrics"]
+            record.evaluate[node] = {
+                k.removeprefix("local_"): float(v)
+                for k, v in metrics.items()
+                if k.startswith("local_") or k == "num-examples"
+            }
+        result = self.inner.aggregate_evaluate(server_round, [m for _, m in accepted])
+        if result is not None:
+            record.global_metrics = {k: float(v) for k, v in result.items()}
+        self.recorder.finish_round(server_round)
+        return result

@@ -1,0 +1,85 @@
+"""Baselines on the same data and preprocessing as the federation: centralised (pooled data,
+with and without DP) and local-only (each node alone, under its DP settings).
+
+They answer "what does federation buy?" in every run. Flower is not involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from clients.node_data import NodeData
+from confide.job import Job
+from modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
+from modeling.factory import build_model
+from modeling.metrics import binary_metrics
+
+__all__ = ["BaselineResult", "pooled_test", "run_baselines", "train_alone"]
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """Metrics of one baseline on the pooled test set and, for local-only, the node's own."""
+
+    name: str
+    pooled: dict[str, float]
+    own: dict[str, float] | None = None
+    epsilon: float = 0.0
+    rows: int = 0
+
+
+def pooled_test(nodes: list[NodeData]) -> tuple[np.ndarray, np.ndarray]:
+    """All nodes' held-out splits together (the federation-wide test set)."""
+    return (
+        np.concatenate([n.x_test for n in nodes]),
+        np.concatenate([n.y_test for n in nodes]),
+    )
+
+
+def train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: int):
+    """Train the job's model on one data set for the run's total epochs; returns (model, eps)."""
+    train = replace(job.train, local_epochs=job.rounds * job.train.local_epochs, proximal_mu=0.0)
+    model = build_model(job.model_net, x.shape[1], seed=job.seed)
+    state = calibrate(dp, len(y), train, rounds=1) if dp.enabled else None
+    result = train_local(model, x, y, train, dp, state, seed=seed)
+    epsilon = result.state.epsilon(dp.delta, dp.accountant) if result.state else 0.0
+    return model, epsilon
+
+
+def run_baselines(job: Job, nodes: list[NodeData]) -> list[BaselineResult]:
+    """Centralised without DP, centralised with the job's DP, and each node alone."""
+    x_test, y_test = pooled_test(nodes)
+    x_all = np.concatenate([n.x_train for n in nodes])
+    y_all = np.concatenate([n.y_train for n in nodes])
+    results = []
+    no_dp = replace(job.dp, enabled=False)
+    model, _ = train_alone(job, x_all, y_all, no_dp, seed=job.seed)
+    results.append(
+        BaselineResult(
+            "centralised", binary_metrics(y_test, predict_proba(model, x_test)), rows=len(y_all)
+        )
+    )
+    if job.dp.enabled:
+        model, eps = train_alone(job, x_all, y_all, job.dp, seed=job.seed + 1)
+        results.append(
+            BaselineResult(
+                "centralised_dp",
+                binary_metrics(y_test, predict_proba(model, x_test)),
+                epsilon=eps,
+                rows=len(y_all),
+            )
+        )
+    for index, node in enumerate(nodes):
+        model, eps = train_alone(job, node.x_train, node.y_train, job.dp, seed=job.seed + 2 + index)
+        results.append(
+            BaselineResult(
+                f"local_only:{node.name}",
+                binary_metrics(y_test, predict_proba(model, x_test)),
+                own=binary_metrics(node.y_test, predict_proba(model, node.x_test)),
+                epsilon=eps,
+                rows=len(node.y_train) + len(node.y_test),
+            )
+        )
+    return results
