@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import typer
-from privacy.cli import keys_app, privacy_app
 from rich.console import Console
 
 from confide.config import compose_config, to_container
 from modeling.errors import ConfideError
+from privacy.cli import keys_app, privacy_app
 from privacy.errors import PrivacyError
 
 __all__ = ["app", "main"]
@@ -38,7 +38,10 @@ _CONFIG_DIR = typer.Option(
 
 
 def _console(quiet: bool = False) -> Console:
-    return Console(quiet=quiet, highlight=False)
+    console = Console(quiet=quiet, highlight=False)
+    if not console.is_terminal:
+        console.width = 110  # pipes and CI logs: wide enough for the summary tables
+    return console
 
 
 def _compose(overrides: list[str] | None, config_dir: list[Path] | None) -> dict:

@@ -85,4 +85,5 @@ def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
         for name, b in metrics["baselines"].items():
             base.add_row(name, _fmt(b["pooled"]["roc_auc"]), _fmt(b["epsilon"], 3), str(b["rows"]))
         console.print(base)
-    dp_banner(console, metrics["dp"])
+    if not metrics["dp"]["enabled"]:
+        dp_banner(console, metrics["dp"])

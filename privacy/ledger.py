@@ -95,8 +95,10 @@ class BudgetLedger:
                 f"{self.path}: the budget ledger is unreadable ({type(exc).__name__}); "
                 "refusing to train (rule: ledger integrity)"
             ) from exc
-        if not isinstance(data, dict) or data.get("version") != _VERSION or not isinstance(
-            data.get("runs"), list
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != _VERSION
+            or not isinstance(data.get("runs"), list)
         ):
             raise LedgerError(
                 f"{self.path}: the budget ledger is malformed; refusing to train "
@@ -117,7 +119,9 @@ class BudgetLedger:
     def runs(self) -> list[RunCharge]:
         """Every run recorded so far."""
         return [
-            RunCharge(r["run_id"], r["reserved_epsilon"], r["spent_epsilon"], r["delta"], r["steps"])
+            RunCharge(
+                r["run_id"], r["reserved_epsilon"], r["spent_epsilon"], r["delta"], r["steps"]
+            )
             for r in self._read()["runs"]
         ]
 

@@ -66,18 +66,43 @@ class City:
 
 #: The ten provinces (short names, as written in the ``province`` column).
 PROVINCES: tuple[str, ...] = (
-    "北京", "上海", "广东", "浙江", "江苏", "四川", "湖北", "山东", "福建", "陕西",
+    "北京",
+    "上海",
+    "广东",
+    "浙江",
+    "江苏",
+    "四川",
+    "湖北",
+    "山东",
+    "福建",
+    "陕西",
 )
 
 #: GB/T 2260 two-digit province codes (the first two digits of a national ID).
 PROVINCE_CODES: dict[str, str] = {
-    "北京": "11", "上海": "31", "广东": "44", "浙江": "33", "江苏": "32",
-    "四川": "51", "湖北": "42", "山东": "37", "福建": "35", "陕西": "61",
+    "北京": "11",
+    "上海": "31",
+    "广东": "44",
+    "浙江": "33",
+    "江苏": "32",
+    "四川": "51",
+    "湖北": "42",
+    "山东": "37",
+    "福建": "35",
+    "陕西": "61",
 }
 
 _PROVINCE_FULL: dict[str, str] = {
-    "北京": "北京市", "上海": "上海市", "广东": "广东省", "浙江": "浙江省", "江苏": "江苏省",
-    "四川": "四川省", "湖北": "湖北省", "山东": "山东省", "福建": "福建省", "陕西": "陕西省",
+    "北京": "北京市",
+    "上海": "上海市",
+    "广东": "广东省",
+    "浙江": "浙江省",
+    "江苏": "江苏省",
+    "四川": "四川省",
+    "湖北": "湖北省",
+    "山东": "山东省",
+    "福建": "福建省",
+    "陕西": "陕西省",
 }
 _MUNICIPALITIES = frozenset({"北京", "上海"})
 
@@ -89,10 +114,30 @@ def _c(province: str, name: str, tier: int, weight: float, *districts: str) -> C
 
 #: Cities per province with real GB/T 2260 district codes.
 CITIES: tuple[City, ...] = (
-    _c("北京", "北京", 1, 1.0, "110101东城区", "110102西城区", "110105朝阳区", "110106丰台区",
-       "110107石景山区", "110108海淀区"),
-    _c("上海", "上海", 1, 1.0, "310101黄浦区", "310104徐汇区", "310105长宁区", "310106静安区",
-       "310107普陀区", "310115浦东新区"),
+    _c(
+        "北京",
+        "北京",
+        1,
+        1.0,
+        "110101东城区",
+        "110102西城区",
+        "110105朝阳区",
+        "110106丰台区",
+        "110107石景山区",
+        "110108海淀区",
+    ),
+    _c(
+        "上海",
+        "上海",
+        1,
+        1.0,
+        "310101黄浦区",
+        "310104徐汇区",
+        "310105长宁区",
+        "310106静安区",
+        "310107普陀区",
+        "310115浦东新区",
+    ),
     _c("广东", "广州", 1, 0.26, "440103荔湾区", "440104越秀区", "440106天河区", "440111白云区"),
     _c("广东", "深圳", 1, 0.25, "440303罗湖区", "440304福田区", "440305南山区", "440306宝安区"),
     _c("广东", "东莞", 2, 0.15, "441900南城街道"),
@@ -147,8 +192,10 @@ _CITY_PROVINCE = np.array([c.province for c in CITIES])
 _CITY_TIER = np.array([c.tier for c in CITIES], dtype=np.int64)
 _CITY_INDEX = {c.name: i for i, c in enumerate(CITIES)}
 _CITY_PREFIX = np.array(
-    [("" if c.province in _MUNICIPALITIES else _PROVINCE_FULL[c.province]) + c.name + "市"
-     for c in CITIES]
+    [
+        ("" if c.province in _MUNICIPALITIES else _PROVINCE_FULL[c.province]) + c.name + "市"
+        for c in CITIES
+    ]
 )
 # Flat district table: (city index, region code, district name).
 _DIST_CITY = np.array([i for i, c in enumerate(CITIES) for _ in c.districts], dtype=np.int64)
@@ -204,32 +251,108 @@ def sample_cities(
 
 # (surname, pinyin, relative frequency in %), approximate national frequencies.
 _SURNAMES: tuple[tuple[str, str, float], ...] = (
-    ("王", "wang", 7.25), ("李", "li", 7.19), ("张", "zhang", 6.83), ("刘", "liu", 5.38),
-    ("陈", "chen", 4.53), ("杨", "yang", 3.08), ("黄", "huang", 2.23), ("赵", "zhao", 2.19),
-    ("吴", "wu", 2.05), ("周", "zhou", 1.89), ("徐", "xu", 1.48), ("孙", "sun", 1.47),
-    ("马", "ma", 1.29), ("朱", "zhu", 1.26), ("胡", "hu", 1.24), ("郭", "guo", 1.15),
-    ("何", "he", 1.14), ("高", "gao", 1.07), ("林", "lin", 1.06), ("罗", "luo", 0.98),
-    ("郑", "zheng", 0.96), ("梁", "liang", 0.89), ("谢", "xie", 0.79), ("宋", "song", 0.71),
-    ("唐", "tang", 0.71), ("许", "xu", 0.68), ("韩", "han", 0.68), ("冯", "feng", 0.66),
-    ("邓", "deng", 0.66), ("曹", "cao", 0.64), ("彭", "peng", 0.63), ("曾", "zeng", 0.61),
-    ("肖", "xiao", 0.60), ("田", "tian", 0.59), ("董", "dong", 0.57), ("袁", "yuan", 0.56),
-    ("潘", "pan", 0.55), ("于", "yu", 0.54), ("蒋", "jiang", 0.53), ("蔡", "cai", 0.52),
-    ("余", "yu", 0.52), ("杜", "du", 0.51), ("叶", "ye", 0.50), ("程", "cheng", 0.48),
-    ("苏", "su", 0.47), ("魏", "wei", 0.46), ("吕", "lv", 0.45), ("丁", "ding", 0.44),
-    ("任", "ren", 0.43), ("沈", "shen", 0.42), ("姚", "yao", 0.41), ("卢", "lu", 0.40),
-    ("姜", "jiang", 0.39), ("崔", "cui", 0.38), ("钟", "zhong", 0.37), ("谭", "tan", 0.36),
-    ("陆", "lu", 0.35), ("汪", "wang", 0.34), ("范", "fan", 0.33), ("金", "jin", 0.32),
-    ("石", "shi", 0.31), ("廖", "liao", 0.30), ("贾", "jia", 0.29), ("夏", "xia", 0.28),
-    ("韦", "wei", 0.27), ("付", "fu", 0.26), ("方", "fang", 0.25), ("白", "bai", 0.24),
-    ("邹", "zou", 0.23), ("孟", "meng", 0.22), ("熊", "xiong", 0.21), ("秦", "qin", 0.20),
-    ("邱", "qiu", 0.20), ("江", "jiang", 0.19), ("尹", "yin", 0.19), ("薛", "xue", 0.18),
-    ("闫", "yan", 0.18), ("段", "duan", 0.17), ("雷", "lei", 0.17), ("侯", "hou", 0.16),
-    ("龙", "long", 0.16), ("史", "shi", 0.15), ("陶", "tao", 0.15), ("黎", "li", 0.14),
-    ("贺", "he", 0.14), ("顾", "gu", 0.13), ("毛", "mao", 0.13), ("郝", "hao", 0.12),
-    ("龚", "gong", 0.12), ("邵", "shao", 0.11), ("万", "wan", 0.11), ("钱", "qian", 0.10),
-    ("严", "yan", 0.10), ("武", "wu", 0.10), ("戴", "dai", 0.10), ("莫", "mo", 0.09),
-    ("孔", "kong", 0.09), ("汤", "tang", 0.09), ("欧阳", "ouyang", 0.05),
-    ("上官", "shangguan", 0.02), ("司马", "sima", 0.02), ("诸葛", "zhuge", 0.01),
+    ("王", "wang", 7.25),
+    ("李", "li", 7.19),
+    ("张", "zhang", 6.83),
+    ("刘", "liu", 5.38),
+    ("陈", "chen", 4.53),
+    ("杨", "yang", 3.08),
+    ("黄", "huang", 2.23),
+    ("赵", "zhao", 2.19),
+    ("吴", "wu", 2.05),
+    ("周", "zhou", 1.89),
+    ("徐", "xu", 1.48),
+    ("孙", "sun", 1.47),
+    ("马", "ma", 1.29),
+    ("朱", "zhu", 1.26),
+    ("胡", "hu", 1.24),
+    ("郭", "guo", 1.15),
+    ("何", "he", 1.14),
+    ("高", "gao", 1.07),
+    ("林", "lin", 1.06),
+    ("罗", "luo", 0.98),
+    ("郑", "zheng", 0.96),
+    ("梁", "liang", 0.89),
+    ("谢", "xie", 0.79),
+    ("宋", "song", 0.71),
+    ("唐", "tang", 0.71),
+    ("许", "xu", 0.68),
+    ("韩", "han", 0.68),
+    ("冯", "feng", 0.66),
+    ("邓", "deng", 0.66),
+    ("曹", "cao", 0.64),
+    ("彭", "peng", 0.63),
+    ("曾", "zeng", 0.61),
+    ("肖", "xiao", 0.60),
+    ("田", "tian", 0.59),
+    ("董", "dong", 0.57),
+    ("袁", "yuan", 0.56),
+    ("潘", "pan", 0.55),
+    ("于", "yu", 0.54),
+    ("蒋", "jiang", 0.53),
+    ("蔡", "cai", 0.52),
+    ("余", "yu", 0.52),
+    ("杜", "du", 0.51),
+    ("叶", "ye", 0.50),
+    ("程", "cheng", 0.48),
+    ("苏", "su", 0.47),
+    ("魏", "wei", 0.46),
+    ("吕", "lv", 0.45),
+    ("丁", "ding", 0.44),
+    ("任", "ren", 0.43),
+    ("沈", "shen", 0.42),
+    ("姚", "yao", 0.41),
+    ("卢", "lu", 0.40),
+    ("姜", "jiang", 0.39),
+    ("崔", "cui", 0.38),
+    ("钟", "zhong", 0.37),
+    ("谭", "tan", 0.36),
+    ("陆", "lu", 0.35),
+    ("汪", "wang", 0.34),
+    ("范", "fan", 0.33),
+    ("金", "jin", 0.32),
+    ("石", "shi", 0.31),
+    ("廖", "liao", 0.30),
+    ("贾", "jia", 0.29),
+    ("夏", "xia", 0.28),
+    ("韦", "wei", 0.27),
+    ("付", "fu", 0.26),
+    ("方", "fang", 0.25),
+    ("白", "bai", 0.24),
+    ("邹", "zou", 0.23),
+    ("孟", "meng", 0.22),
+    ("熊", "xiong", 0.21),
+    ("秦", "qin", 0.20),
+    ("邱", "qiu", 0.20),
+    ("江", "jiang", 0.19),
+    ("尹", "yin", 0.19),
+    ("薛", "xue", 0.18),
+    ("闫", "yan", 0.18),
+    ("段", "duan", 0.17),
+    ("雷", "lei", 0.17),
+    ("侯", "hou", 0.16),
+    ("龙", "long", 0.16),
+    ("史", "shi", 0.15),
+    ("陶", "tao", 0.15),
+    ("黎", "li", 0.14),
+    ("贺", "he", 0.14),
+    ("顾", "gu", 0.13),
+    ("毛", "mao", 0.13),
+    ("郝", "hao", 0.12),
+    ("龚", "gong", 0.12),
+    ("邵", "shao", 0.11),
+    ("万", "wan", 0.11),
+    ("钱", "qian", 0.10),
+    ("严", "yan", 0.10),
+    ("武", "wu", 0.10),
+    ("戴", "dai", 0.10),
+    ("莫", "mo", 0.09),
+    ("孔", "kong", 0.09),
+    ("汤", "tang", 0.09),
+    ("欧阳", "ouyang", 0.05),
+    ("上官", "shangguan", 0.02),
+    ("司马", "sima", 0.02),
+    ("诸葛", "zhuge", 0.01),
 )
 _SURNAME = np.array([s for s, _, _ in _SURNAMES])
 _SURNAME_P = np.array([w for _, _, w in _SURNAMES]) / sum(w for _, _, w in _SURNAMES)
@@ -271,8 +394,11 @@ def _as_male(gender: ArrayLike, n: int) -> NDArray[np.bool_]:
 
 def _given_char(rng: np.random.Generator, male: NDArray[np.bool_]) -> StrArray:
     n = len(male)
-    c = np.where(male, _POOL_M[rng.integers(len(_POOL_M), size=n)],
-                 _POOL_F[rng.integers(len(_POOL_F), size=n)])
+    c = np.where(
+        male,
+        _POOL_M[rng.integers(len(_POOL_M), size=n)],
+        _POOL_F[rng.integers(len(_POOL_F), size=n)],
+    )
     return np.where(rng.random(n) < 0.2, _POOL_N[rng.integers(len(_POOL_N), size=n)], c)
 
 
@@ -290,11 +416,52 @@ def chinese_names(rng: np.random.Generator, n: int, gender: ArrayLike) -> StrArr
 
 # Real mobile network prefixes (China Mobile / Unicom / Telecom / Broadnet), with weights.
 _MOBILE_PREFIXES = np.array(
-    [130, 131, 132, 133, 134, 135, 136, 137, 138, 139,
-     150, 151, 152, 153, 155, 156, 157, 158, 159,
-     170, 171, 173, 175, 176, 177, 178,
-     180, 181, 182, 183, 184, 185, 186, 187, 188, 189,
-     191, 192, 193, 195, 196, 197, 198, 199],
+    [
+        130,
+        131,
+        132,
+        133,
+        134,
+        135,
+        136,
+        137,
+        138,
+        139,
+        150,
+        151,
+        152,
+        153,
+        155,
+        156,
+        157,
+        158,
+        159,
+        170,
+        171,
+        173,
+        175,
+        176,
+        177,
+        178,
+        180,
+        181,
+        182,
+        183,
+        184,
+        185,
+        186,
+        187,
+        188,
+        189,
+        191,
+        192,
+        193,
+        195,
+        196,
+        197,
+        198,
+        199,
+    ],
     dtype=np.int64,
 )
 _MOBILE_W = np.where(_MOBILE_PREFIXES < 160, 3.0, np.where(_MOBILE_PREFIXES < 180, 1.0, 2.0))
@@ -371,16 +538,27 @@ def _check_gb11643(ids: ArrayLike) -> NDArray[np.bool_]:
     d8 = np.clip(digits[:, 6:14], 0, 9) @ (10 ** np.arange(7, -1, -1))
     y, m, d = d8 // 10000, d8 // 100 % 100, d8 % 100
     valid = ok & (m >= 1) & (m <= 12) & (d >= 1) & (y >= 1800)
-    month = ((np.where(valid, y, 2000) - 1970) * 12 + np.where(valid, m, 1) - 1)
+    month = (np.where(valid, y, 2000) - 1970) * 12 + np.where(valid, m, 1) - 1
     month = month.astype("datetime64[M]")
-    month_len = ((month + 1).astype("datetime64[D]") - month.astype("datetime64[D]"))
+    month_len = (month + 1).astype("datetime64[D]") - month.astype("datetime64[D]")
     return valid & (d <= month_len.astype(np.int64))
 
 
 # --------------------------------------------------------------------------- emails
 
-_EMAIL_DOMAINS = np.array(["163.com", "126.com", "qq.com", "sina.com", "foxmail.com",
-                           "outlook.com", "gmail.com", "139.com", "yeah.net"])
+_EMAIL_DOMAINS = np.array(
+    [
+        "163.com",
+        "126.com",
+        "qq.com",
+        "sina.com",
+        "foxmail.com",
+        "outlook.com",
+        "gmail.com",
+        "139.com",
+        "yeah.net",
+    ]
+)
 _EMAIL_DOMAIN_P = np.array([0.2, 0.1, 0.35, 0.05, 0.08, 0.07, 0.05, 0.07, 0.03])
 
 
@@ -399,9 +577,15 @@ def emails(rng: np.random.Generator, names: ArrayLike) -> StrArray:
     full = np.strings.add(g1, g2)
     initials = np.strings.add(np.strings.slice(g1, 0, 1), np.strings.slice(g2, 0, 1))
     style = rng.integers(0, 3, size=n)
-    local = np.where(style == 0, np.strings.add(sur_py, full),
-                     np.where(style == 1, np.strings.add(sur_py, initials),
-                              np.strings.add(np.strings.add(full, "."), sur_py)))
+    local = np.where(
+        style == 0,
+        np.strings.add(sur_py, full),
+        np.where(
+            style == 1,
+            np.strings.add(sur_py, initials),
+            np.strings.add(np.strings.add(full, "."), sur_py),
+        ),
+    )
     number = rng.integers(0, 10000, size=n)
     digits = np.where(number < 5000, (number % 100).astype("U4"), number.astype("U4"))
     local = np.where(rng.random(n) < 0.7, np.strings.add(local, digits), local)
@@ -414,11 +598,40 @@ def emails(rng: np.random.Generator, names: ArrayLike) -> StrArray:
 
 # --------------------------------------------------------------------------- addresses
 
-_ROADS = np.array([
-    "人民", "解放", "中山", "建设", "和平", "新华", "文化", "胜利", "长江", "黄河", "青年",
-    "朝阳", "东风", "友谊", "光明", "幸福", "学府", "科技", "花园", "滨江", "湖滨", "延安",
-    "世纪", "振兴", "团结", "工业", "体育", "迎宾", "金桥", "锦绣",
-])
+_ROADS = np.array(
+    [
+        "人民",
+        "解放",
+        "中山",
+        "建设",
+        "和平",
+        "新华",
+        "文化",
+        "胜利",
+        "长江",
+        "黄河",
+        "青年",
+        "朝阳",
+        "东风",
+        "友谊",
+        "光明",
+        "幸福",
+        "学府",
+        "科技",
+        "花园",
+        "滨江",
+        "湖滨",
+        "延安",
+        "世纪",
+        "振兴",
+        "团结",
+        "工业",
+        "体育",
+        "迎宾",
+        "金桥",
+        "锦绣",
+    ]
+)
 _ROAD_SUFFIX = np.array(["路", "路", "路", "大道", "街", "东路", "西路", "南路", "北路"])
 
 
@@ -428,8 +641,10 @@ def addresses(rng: np.random.Generator, cities: ArrayLike) -> StrArray:
     city = _city_index(cities)
     n = len(city)
     dist = _DIST_START[city] + (rng.random(n) * _DIST_COUNT[city]).astype(np.int64)
-    road = np.strings.add(_ROADS[rng.integers(len(_ROADS), size=n)],
-                          _ROAD_SUFFIX[rng.integers(len(_ROAD_SUFFIX), size=n)])
+    road = np.strings.add(
+        _ROADS[rng.integers(len(_ROADS), size=n)],
+        _ROAD_SUFFIX[rng.integers(len(_ROAD_SUFFIX), size=n)],
+    )
     number = np.strings.add(rng.integers(1, 999, size=n).astype("U3"), "号")
     building = rng.integers(1, 30, size=n).astype("U2")
     room = (rng.integers(1, 33, size=n) * 100 + rng.integers(1, 7, size=n)).astype("U4")
@@ -444,8 +659,23 @@ def addresses(rng: np.random.Generator, cities: ArrayLike) -> StrArray:
 # --------------------------------------------------------------------------- bank cards
 
 # UnionPay debit BINs of large Chinese banks with their card lengths.
-_BINS = np.array([622202, 622848, 621700, 622700, 621661, 622262, 622588, 621483, 622609,
-                  621226, 622908, 623058], dtype=np.int64)
+_BINS = np.array(
+    [
+        622202,
+        622848,
+        621700,
+        622700,
+        621661,
+        622262,
+        622588,
+        621483,
+        622609,
+        621226,
+        622908,
+        623058,
+    ],
+    dtype=np.int64,
+)
 _BIN_LEN = np.array([19, 19, 19, 19, 19, 19, 16, 16, 16, 19, 19, 19], dtype=np.int64)
 _BIN_P = np.array([0.16, 0.14, 0.14, 0.06, 0.1, 0.08, 0.08, 0.06, 0.05, 0.05, 0.04, 0.04])
 

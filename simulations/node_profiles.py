@@ -90,88 +90,211 @@ class NodeProfile:
         return replace(self, n_rows=n_rows)
 
 
-_EAST = {"上海": 0.22, "江苏": 0.22, "浙江": 0.22, "山东": 0.1, "福建": 0.08, "北京": 0.06,
-         "广东": 0.05, "湖北": 0.02, "四川": 0.02, "陕西": 0.01}
-_SOUTH_WEST = {"广东": 0.24, "四川": 0.14, "湖北": 0.1, "北京": 0.1, "浙江": 0.1, "上海": 0.07,
-               "江苏": 0.07, "陕西": 0.08, "山东": 0.05, "福建": 0.05}
-_TIER1 = {"北京": 0.3, "上海": 0.22, "广东": 0.18, "浙江": 0.08, "江苏": 0.08, "四川": 0.04,
-          "湖北": 0.03, "山东": 0.03, "福建": 0.02, "陕西": 0.02}
-_CENTRAL_WEST = {"四川": 0.25, "湖北": 0.2, "陕西": 0.2, "山东": 0.15, "福建": 0.05,
-                 "江苏": 0.05, "浙江": 0.04, "广东": 0.04, "北京": 0.01, "上海": 0.01}
+_EAST = {
+    "上海": 0.22,
+    "江苏": 0.22,
+    "浙江": 0.22,
+    "山东": 0.1,
+    "福建": 0.08,
+    "北京": 0.06,
+    "广东": 0.05,
+    "湖北": 0.02,
+    "四川": 0.02,
+    "陕西": 0.01,
+}
+_SOUTH_WEST = {
+    "广东": 0.24,
+    "四川": 0.14,
+    "湖北": 0.1,
+    "北京": 0.1,
+    "浙江": 0.1,
+    "上海": 0.07,
+    "江苏": 0.07,
+    "陕西": 0.08,
+    "山东": 0.05,
+    "福建": 0.05,
+}
+_TIER1 = {
+    "北京": 0.3,
+    "上海": 0.22,
+    "广东": 0.18,
+    "浙江": 0.08,
+    "江苏": 0.08,
+    "四川": 0.04,
+    "湖北": 0.03,
+    "山东": 0.03,
+    "福建": 0.02,
+    "陕西": 0.02,
+}
+_CENTRAL_WEST = {
+    "四川": 0.25,
+    "湖北": 0.2,
+    "陕西": 0.2,
+    "山东": 0.15,
+    "福建": 0.05,
+    "江苏": 0.05,
+    "浙江": 0.04,
+    "广东": 0.04,
+    "北京": 0.01,
+    "上海": 0.01,
+}
 
 
 def retailer(n_rows: int = 20_000) -> NodeProfile:
     """Large eastern retailer: store-led, middle-aged, loyal (lower churn)."""
-    return NodeProfile("retailer", n_rows, dict(_EAST), churn_shift=-0.25,
-                       propensity_shift=0.0, age_mean=42.0, app_affinity=0.3, seed_offset=1)
+    return NodeProfile(
+        "retailer",
+        n_rows,
+        dict(_EAST),
+        churn_shift=-0.25,
+        propensity_shift=0.0,
+        age_mean=42.0,
+        app_affinity=0.3,
+        seed_offset=1,
+    )
 
 
 def ecommerce(n_rows: int = 3_600) -> NodeProfile:
     """E-commerce platform: app-heavy, younger, nationwide, higher churn."""
-    return NodeProfile("ecommerce", n_rows, dict(_SOUTH_WEST), churn_shift=0.35,
-                       propensity_shift=0.2, age_mean=31.0, app_affinity=0.85, seed_offset=2)
+    return NodeProfile(
+        "ecommerce",
+        n_rows,
+        dict(_SOUTH_WEST),
+        churn_shift=0.35,
+        propensity_shift=0.2,
+        age_mean=31.0,
+        app_affinity=0.85,
+        seed_offset=2,
+    )
 
 
 def bank(n_rows: int = 8_000) -> NodeProfile:
     """Partner bank's card-holder base: older, tier-1 cities, sticky, offer-averse."""
-    return NodeProfile("bank", n_rows, dict(_TIER1), churn_shift=-0.4,
-                       propensity_shift=-0.4, age_mean=46.0, app_affinity=0.5, seed_offset=3)
+    return NodeProfile(
+        "bank",
+        n_rows,
+        dict(_TIER1),
+        churn_shift=-0.4,
+        propensity_shift=-0.4,
+        age_mean=46.0,
+        app_affinity=0.5,
+        seed_offset=3,
+    )
 
 
 def franchise(n_rows: int = 6_000) -> NodeProfile:
     """Store franchise in central and western provinces: store-heavy, average churn."""
-    return NodeProfile("franchise", n_rows, dict(_CENTRAL_WEST), churn_shift=0.1,
-                       propensity_shift=-0.1, age_mean=38.0, app_affinity=0.25, seed_offset=4)
+    return NodeProfile(
+        "franchise",
+        n_rows,
+        dict(_CENTRAL_WEST),
+        churn_shift=0.1,
+        propensity_shift=-0.1,
+        age_mean=38.0,
+        app_affinity=0.25,
+        seed_offset=4,
+    )
 
 
 def grocer_north(n_rows: int = 4_800) -> NodeProfile:
     """Northern grocery chain: older, store-only, steady."""
-    return NodeProfile("grocer_north", n_rows, {"北京": 0.4, "山东": 0.35, "陕西": 0.15,
-                                               "江苏": 0.1},
-                       churn_shift=-0.1, propensity_shift=-0.2, age_mean=50.0,
-                       app_affinity=0.15, seed_offset=5)
+    return NodeProfile(
+        "grocer_north",
+        n_rows,
+        {"北京": 0.4, "山东": 0.35, "陕西": 0.15, "江苏": 0.1},
+        churn_shift=-0.1,
+        propensity_shift=-0.2,
+        age_mean=50.0,
+        app_affinity=0.15,
+        seed_offset=5,
+    )
 
 
 def fashion_south(n_rows: int = 4_200) -> NodeProfile:
     """Southern fashion brand: young, digital, fickle, responsive to offers."""
-    return NodeProfile("fashion_south", n_rows, {"广东": 0.55, "福建": 0.3, "浙江": 0.15},
-                       churn_shift=0.45, propensity_shift=0.4, age_mean=28.0,
-                       app_affinity=0.7, seed_offset=6)
+    return NodeProfile(
+        "fashion_south",
+        n_rows,
+        {"广东": 0.55, "福建": 0.3, "浙江": 0.15},
+        churn_shift=0.45,
+        propensity_shift=0.4,
+        age_mean=28.0,
+        app_affinity=0.7,
+        seed_offset=6,
+    )
 
 
 def electronics_west(n_rows: int = 3_000) -> NodeProfile:
     """Western electronics retailer: infrequent big-ticket buyers."""
-    return NodeProfile("electronics_west", n_rows, {"四川": 0.5, "陕西": 0.3, "湖北": 0.2},
-                       churn_shift=0.25, propensity_shift=0.0, age_mean=34.0,
-                       app_affinity=0.6, seed_offset=7)
+    return NodeProfile(
+        "electronics_west",
+        n_rows,
+        {"四川": 0.5, "陕西": 0.3, "湖北": 0.2},
+        churn_shift=0.25,
+        propensity_shift=0.0,
+        age_mean=34.0,
+        app_affinity=0.6,
+        seed_offset=7,
+    )
 
 
 def baby_central(n_rows: int = 2_400) -> NodeProfile:
     """Mother-and-baby chain in central/eastern provinces: young parents."""
-    return NodeProfile("baby_central", n_rows, {"湖北": 0.5, "江苏": 0.25, "浙江": 0.25},
-                       churn_shift=-0.05, propensity_shift=0.2, age_mean=33.0,
-                       app_affinity=0.55, seed_offset=8)
+    return NodeProfile(
+        "baby_central",
+        n_rows,
+        {"湖北": 0.5, "江苏": 0.25, "浙江": 0.25},
+        churn_shift=-0.05,
+        propensity_shift=0.2,
+        age_mean=33.0,
+        app_affinity=0.55,
+        seed_offset=8,
+    )
 
 
 def beauty_coast(n_rows: int = 1_800) -> NodeProfile:
     """Coastal beauty brand: young, app-heavy, offer-driven."""
-    return NodeProfile("beauty_coast", n_rows, {"上海": 0.45, "浙江": 0.3, "福建": 0.25},
-                       churn_shift=0.3, propensity_shift=0.5, age_mean=30.0,
-                       app_affinity=0.8, seed_offset=9)
+    return NodeProfile(
+        "beauty_coast",
+        n_rows,
+        {"上海": 0.45, "浙江": 0.3, "福建": 0.25},
+        churn_shift=0.3,
+        propensity_shift=0.5,
+        age_mean=30.0,
+        app_affinity=0.8,
+        seed_offset=9,
+    )
 
 
 def rural_coop(n_rows: int = 1_200) -> NodeProfile:
     """Small rural co-operative: oldest customers, high churn, few offers taken."""
-    return NodeProfile("rural_coop", n_rows, {"四川": 0.3, "山东": 0.3, "陕西": 0.2,
-                                             "湖北": 0.2},
-                       churn_shift=0.6, propensity_shift=-0.3, age_mean=52.0,
-                       app_affinity=0.1, seed_offset=10)
+    return NodeProfile(
+        "rural_coop",
+        n_rows,
+        {"四川": 0.3, "山东": 0.3, "陕西": 0.2, "湖北": 0.2},
+        churn_shift=0.6,
+        propensity_shift=-0.3,
+        age_mean=52.0,
+        app_affinity=0.1,
+        seed_offset=10,
+    )
 
 
 #: Named profiles by name (factories taking ``n_rows``), in ten-node order.
 PROFILES: dict[str, Callable[..., NodeProfile]] = {
-    f.__name__: f for f in (retailer, ecommerce, bank, franchise, grocer_north, fashion_south,
-                            electronics_west, baby_central, beauty_coast, rural_coop)
+    f.__name__: f
+    for f in (
+        retailer,
+        ecommerce,
+        bank,
+        franchise,
+        grocer_north,
+        fashion_south,
+        electronics_west,
+        baby_central,
+        beauty_coast,
+        rural_coop,
+    )
 }
 
 

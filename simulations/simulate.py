@@ -75,17 +75,17 @@ def prepare_run_dir(config: dict[str, Any]) -> tuple[str, Path]:
     return run_id, run_dir
 
 
-def _attach_run_log(run_dir: Path, verbose: bool) -> logging.Handler:
+def _attach_run_log(run_dir: Path, verbose: bool):
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "logs" / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
     flwr_logger = logging.getLogger("flwr")
+    detached = [] if verbose else [h for h in flwr_logger.handlers if h is not handler]
+    for existing in detached:  # Flower's console output goes to the run log instead
+        flwr_logger.removeHandler(existing)
     flwr_logger.addHandler(handler)
-    if not verbose:
-        for existing in flwr_logger.handlers:
-            if existing is not handler:
-                existing.setLevel(logging.WARNING)
-    return handler
+    return handler, detached
 
 
 def _simulation_resolver(job: Job):
@@ -192,7 +192,7 @@ def simulate(
     atomic_write_text(
         run_dir / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False)
     )
-    handler = _attach_run_log(run_dir, verbose)
+    handler, detached = _attach_run_log(run_dir, verbose)
     sim_cfg = job.config.get("simulation", {})
     backend_config = {
         "client_resources": {"num_cpus": float(sim_cfg.get("client_cpus", 1)), "num_gpus": 0.0},
@@ -213,7 +213,10 @@ def simulate(
             verbose_logging=verbose,
         )
     finally:
-        logging.getLogger("flwr").removeHandler(handler)
+        flwr_logger = logging.getLogger("flwr")
+        flwr_logger.removeHandler(handler)
+        for existing in detached:
+            flwr_logger.addHandler(existing)
         handler.close()
     outcome = json.loads((run_dir / OUTCOME_FILE).read_text(encoding="utf-8"))
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))

@@ -85,12 +85,34 @@ TRUTH_COLUMNS: tuple[str, ...] = ("true_churn_probability", "true_propensity_pro
 
 #: Exact column order of a node's customer table.
 COLUMNS: tuple[str, ...] = (
-    "customer_id", "name", "gender", "national_id", "mobile", "email", "address", "bank_card",
-    "age", "province", "city", "city_tier",
-    "member_level", "points", "registration_channel", "tenure_months",
-    "recency_days", "frequency_12m", "monetary_12m", "avg_basket_value", "category_pref",
-    "returns_12m", "complaints_12m", "app_sessions_30d", "nps", "discount_share",
-    "churned", "responded_offer",
+    "customer_id",
+    "name",
+    "gender",
+    "national_id",
+    "mobile",
+    "email",
+    "address",
+    "bank_card",
+    "age",
+    "province",
+    "city",
+    "city_tier",
+    "member_level",
+    "points",
+    "registration_channel",
+    "tenure_months",
+    "recency_days",
+    "frequency_12m",
+    "monetary_12m",
+    "avg_basket_value",
+    "category_pref",
+    "returns_12m",
+    "complaints_12m",
+    "app_sessions_30d",
+    "nps",
+    "discount_share",
+    "churned",
+    "responded_offer",
 )
 
 # Ground-truth coefficients (documented in docs/synthetic_data.md).
@@ -152,13 +174,18 @@ def _customer_ids(rng: np.random.Generator, profile: NodeProfile, n: int) -> NDA
 
 
 def _identity_columns(
-    rng: np.random.Generator, profile: NodeProfile, gender: NDArray[np.str_],
-    age: NDArray[np.int64], province: NDArray[np.str_], city: NDArray[np.str_],
+    rng: np.random.Generator,
+    profile: NodeProfile,
+    gender: NDArray[np.str_],
+    age: NDArray[np.int64],
+    province: NDArray[np.str_],
+    city: NDArray[np.str_],
 ) -> dict[str, NDArray[np.str_]]:
     n = len(gender)
     names = ids.chinese_names(rng, n, gender)
     province_code = np.array([ids.PROVINCE_CODES[p] for p in ids.PROVINCES])[
-        pd.Index(ids.PROVINCES).get_indexer(province)]
+        pd.Index(ids.PROVINCES).get_indexer(province)
+    ]
     return {
         "customer_id": _customer_ids(rng, profile, n),
         "name": names,
@@ -193,9 +220,9 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
     channel = np.where(digital, np.where(u < 0.6, 1, 2), np.where(u < 0.85, 0, 3))
     out["registration_channel"] = np.array(CHANNELS)[channel]
     tenure_scale = np.where(digital, 22.0, 36.0)
-    tenure = np.minimum.reduce([
-        np.floor(rng.gamma(1.3, tenure_scale)), (age - 18) * 12, np.full(n, 180.0)
-    ]).astype(np.int64)
+    tenure = np.minimum.reduce(
+        [np.floor(rng.gamma(1.3, tenure_scale)), (age - 18) * 12, np.full(n, 180.0)]
+    ).astype(np.int64)
     out["tenure_months"] = tenure
 
     # Latents.
@@ -216,15 +243,27 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
     out["category_pref"] = np.array(CATEGORIES)[cat]
 
     # Purchase rates (per year).
-    log_rate_past = (np.log(9.0) + 0.75 * engagement + _TIER_RATE[tier - 1] + _CAT_RATE[cat]
-                     + 0.08 * np.log1p(tenure) + 0.1 * (channel == 0)
-                     + 0.35 * rng.standard_normal(n))
+    log_rate_past = (
+        np.log(9.0)
+        + 0.75 * engagement
+        + _TIER_RATE[tier - 1]
+        + _CAT_RATE[cat]
+        + 0.08 * np.log1p(tenure)
+        + 0.1 * (channel == 0)
+        + 0.35 * rng.standard_normal(n)
+    )
     drift = rng.normal(-0.15, 0.5, size=n)
     rate_past, rate_now = np.exp(log_rate_past), np.exp(log_rate_past + drift)
 
     # App usage in the last 30 days (negative binomial).
-    app_mu = np.exp(np.log(3.0) + 0.5 * engagement + 0.4 * drift + 1.2 * digital
-                    + 0.8 * (profile.app_affinity - 0.5) - 0.02 * (age - 40))
+    app_mu = np.exp(
+        np.log(3.0)
+        + 0.5 * engagement
+        + 0.4 * drift
+        + 1.2 * digital
+        + 0.8 * (profile.app_affinity - 0.5)
+        - 0.02 * (age - 40)
+    )
     app = np.minimum(rng.poisson(app_mu * rng.gamma(2.0, 0.5, size=n)), 200)
     out["app_sessions_30d"] = app
 
@@ -243,8 +282,9 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
     freq = np.minimum(n_early + n_recent, 200).astype(np.int64)
     out["recency_days"], out["frequency_12m"] = recency, freq
 
-    basket = np.exp(np.log(150.0) + _TIER_BASKET[tier - 1] + _CAT_BASKET[cat]
-                    + 0.3 * rng.standard_normal(n))
+    basket = np.exp(
+        np.log(150.0) + _TIER_BASKET[tier - 1] + _CAT_BASKET[cat] + 0.3 * rng.standard_normal(n)
+    )
     cv2 = 0.6**2
     monetary = np.where(freq > 0, rng.gamma(np.maximum(freq, 1) / cv2, basket * cv2), 0.0)
     monetary = np.round(np.minimum(monetary, 200_000.0), 2)
@@ -256,8 +296,9 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
     out["returns_12m"] = returns
     complaints = np.minimum(rng.poisson(0.12 * np.exp(-0.7 * satisfaction) + 0.15 * returns), 20)
     out["complaints_12m"] = complaints
-    nps_true = np.clip(np.rint(7.2 + 1.6 * satisfaction - 0.4 * complaints
-                               + rng.standard_normal(n)), 0, 10).astype(np.int64)
+    nps_true = np.clip(
+        np.rint(7.2 + 1.6 * satisfaction - 0.4 * complaints + rng.standard_normal(n)), 0, 10
+    ).astype(np.int64)
     surveyed = rng.random(n) >= _sigmoid(_logit(0.10) - 0.3 * engagement)
     out["nps"] = pd.array(np.where(surveyed, nps_true, 0), dtype="Int64")
     out["nps"][~surveyed] = pd.NA
@@ -267,8 +308,7 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
     level = np.searchsorted(_LEVEL_CUTS, score)
     out["member_level"] = np.array(MEMBER_LEVELS)[level]
     earned = monetary * np.minimum(tenure + 1, 24) / 12 * _LEVEL_POINTS[level]
-    out["points"] = np.clip(np.rint(earned * rng.uniform(0.2, 1.0, n)), 0, 200_000).astype(
-        np.int64)
+    out["points"] = np.clip(np.rint(earned * rng.uniform(0.2, 1.0, n)), 0, 200_000).astype(np.int64)
 
     mean_disc = _sigmoid(-1.1 + 0.8 * price_sens + 0.3 * digital)
     disc = rng.beta(mean_disc * 10, (1 - mean_disc) * 10)
@@ -276,23 +316,37 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
 
     # Labels: churn = no purchase in the next 90 days; propensity = responds to an offer.
     z, wz = _gauss_hermite()
-    log_rate_future = (np.log(rate_now) - 0.3 * complaints - 0.15 * np.maximum(0, 7 - nps_true)
-                       - 1.0 * recency / HISTORY_DAYS
-                       + 0.25 * (np.log1p(app) - np.log1p(5.0)) - profile.churn_shift)
+    log_rate_future = (
+        np.log(rate_now)
+        - 0.3 * complaints
+        - 0.15 * np.maximum(0, 7 - nps_true)
+        - 1.0 * recency / HISTORY_DAYS
+        + 0.25 * (np.log1p(app) - np.log1p(5.0))
+        - profile.churn_shift
+    )
     expected = np.exp(log_rate_future) * CHURN_WINDOW_DAYS / HISTORY_DAYS
     s = _CHURN_NOISE_SD
-    p_churn = sum(w * np.exp(-expected * np.exp(s * x - s * s / 2))
-                  for x, w in zip(z, wz, strict=True))
+    p_churn = sum(
+        w * np.exp(-expected * np.exp(s * x - s * s / 2)) for x, w in zip(z, wz, strict=True)
+    )
     noisy = expected * np.exp(s * rng.standard_normal(n) - s * s / 2)
     out["churned"] = (rng.poisson(noisy) == 0).astype(np.int64)
 
-    eta = (-2.0 + 2.2 * (out["discount_share"] - 0.3) + 0.35 * np.log1p(app)
-           + _LEVEL_PROPENSITY[level] + _CAT_PROPENSITY[cat] - 0.02 * (age - 40)
-           + 0.6 * price_sens + profile.propensity_shift)
+    eta = (
+        -2.0
+        + 2.2 * (out["discount_share"] - 0.3)
+        + 0.35 * np.log1p(app)
+        + _LEVEL_PROPENSITY[level]
+        + _CAT_PROPENSITY[cat]
+        - 0.02 * (age - 40)
+        + 0.6 * price_sens
+        + profile.propensity_shift
+    )
     t = _PROPENSITY_NOISE_SD
     p_prop = sum(w * _sigmoid(eta + t * x) for x, w in zip(z, wz, strict=True))
-    out["responded_offer"] = (
-        rng.random(n) < _sigmoid(eta + t * rng.standard_normal(n))).astype(np.int64)
+    out["responded_offer"] = (rng.random(n) < _sigmoid(eta + t * rng.standard_normal(n))).astype(
+        np.int64
+    )
     out["true_churn_probability"] = p_churn
     out["true_propensity_probability"] = p_prop
     return out
@@ -302,9 +356,7 @@ def _auc(y: NDArray[np.int64], p: NDArray[np.float64]) -> float:
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def generate_customers(
-    profile: NodeProfile, seed: int, n_rows: int | None = None
-) -> SyntheticNode:
+def generate_customers(profile: NodeProfile, seed: int, n_rows: int | None = None) -> SyntheticNode:
     """Generate ``n_rows`` (default ``profile.n_rows``) customers of ``profile``."""
     n = profile.n_rows if n_rows is None else int(n_rows)
     if not 1 <= n <= 10**7:
@@ -314,8 +366,9 @@ def generate_customers(
     entropy = [int(seed), profile.seed_offset, zlib.crc32(profile.name.encode())]
     rng_ids, rng_sim = (np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(2))
     sim = _simulate(rng_sim, profile, n)
-    ident = _identity_columns(rng_ids, profile, sim["gender"], sim["age"], sim["province"],
-                              sim["city"])
+    ident = _identity_columns(
+        rng_ids, profile, sim["gender"], sim["age"], sim["province"], sim["city"]
+    )
     data = {**sim, **ident}
     frame = pd.DataFrame({c: data[c] for c in COLUMNS})
     truth = pd.DataFrame({c: data[c] for c in TRUTH_COLUMNS})
@@ -359,5 +412,6 @@ def write_federation(
     nodes: Iterable[SyntheticNode], out_dir: str | os.PathLike[str]
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<node name>.csv`` for each node; returns name -> path."""
-    return {n.profile.name: write_node_csv(n, Path(out_dir) / f"{n.profile.name}.csv")
-            for n in nodes}
+    return {
+        n.profile.name: write_node_csv(n, Path(out_dir) / f"{n.profile.name}.csv") for n in nodes
+    }
