@@ -14,7 +14,7 @@ from clients.node_data import NodeData
 from confide.job import Job
 from modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
 from modeling.factory import build_model
-from modeling.metrics import binary_metrics
+from modeling.metrics import binary_metrics, score_histograms
 
 __all__ = ["BaselineResult", "pooled_test", "run_baselines", "train_alone"]
 
@@ -28,6 +28,7 @@ class BaselineResult:
     own: dict[str, float] | None = None
     epsilon: float = 0.0
     rows: int = 0
+    histogram: tuple[list[int], list[int]] | None = None  # pooled-test scores (pos, neg)
 
 
 def pooled_test(nodes: list[NodeData]) -> tuple[np.ndarray, np.ndarray]:
@@ -48,38 +49,33 @@ def train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: in
     return model, epsilon
 
 
+def _evaluated(name, model, x_test, y_test, **extra) -> BaselineResult:
+    prob = predict_proba(model, x_test)
+    return BaselineResult(
+        name, binary_metrics(y_test, prob), histogram=score_histograms(y_test, prob), **extra
+    )
+
+
 def run_baselines(job: Job, nodes: list[NodeData]) -> list[BaselineResult]:
     """Centralised without DP, centralised with the job's DP, and each node alone."""
     x_test, y_test = pooled_test(nodes)
     x_all = np.concatenate([n.x_train for n in nodes])
     y_all = np.concatenate([n.y_train for n in nodes])
-    results = []
     no_dp = replace(job.dp, enabled=False)
     model, _ = train_alone(job, x_all, y_all, no_dp, seed=job.seed)
-    results.append(
-        BaselineResult(
-            "centralised", binary_metrics(y_test, predict_proba(model, x_test)), rows=len(y_all)
-        )
-    )
+    results = [_evaluated("centralised", model, x_test, y_test, rows=len(y_all))]
     if job.dp.enabled:
         model, eps = train_alone(job, x_all, y_all, job.dp, seed=job.seed + 1)
         results.append(
-            BaselineResult(
-                "centralised_dp",
-                binary_metrics(y_test, predict_proba(model, x_test)),
-                epsilon=eps,
-                rows=len(y_all),
-            )
+            _evaluated("centralised_dp", model, x_test, y_test, epsilon=eps, rows=len(y_all))
         )
     for index, node in enumerate(nodes):
         model, eps = train_alone(job, node.x_train, node.y_train, job.dp, seed=job.seed + 2 + index)
+        own = binary_metrics(node.y_test, predict_proba(model, node.x_test))
+        rows = len(node.y_train) + len(node.y_test)
         results.append(
-            BaselineResult(
-                f"local_only:{node.name}",
-                binary_metrics(y_test, predict_proba(model, x_test)),
-                own=binary_metrics(node.y_test, predict_proba(model, node.x_test)),
-                epsilon=eps,
-                rows=len(node.y_train) + len(node.y_test),
+            _evaluated(
+                f"local_only:{node.name}", model, x_test, y_test, own=own, epsilon=eps, rows=rows
             )
         )
     return results

@@ -29,7 +29,7 @@ from clients.proposal import Proposal
 from confide.job import Job, parse_job
 from modeling.dp_training import predict_proba
 from modeling.errors import ConfideError
-from modeling.metrics import binary_metrics
+from modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histograms
 from modeling.model_io import load_model
 from privacy.ledger import BudgetLedger, atomic_write_text
 from server.server_app import MODEL_FILE, OUTCOME_FILE, make_server_app
@@ -39,6 +39,7 @@ from simulations.federation import materialize_synthetic_nodes
 __all__ = ["SimulationResult", "preflight", "prepare_run_dir", "simulate"]
 
 METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.json"  # per-model score histograms on the pooled test set (no rows)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,13 @@ def _final_metrics(
 ) -> dict[str, Any]:
     model, _, _ = load_model(run_dir / MODEL_FILE)
     x_test, y_test = pooled_test(nodes)
+    global_prob = predict_proba(model, x_test)
+    curves: dict[str, Any] = {
+        "bins": HISTOGRAM_BINS,
+        "pooled_test": {
+            "global": dict(zip(("pos", "neg"), score_histograms(y_test, global_prob), strict=True))
+        },
+    }
     rounds = history.get("rounds", [])
     last = rounds[-1] if rounds else {}
     per_node = {}
@@ -139,7 +147,7 @@ def _final_metrics(
             "accountant": job.dp.accountant,
             "secure_mode": job.dp.secure_mode,
         },
-        "global": binary_metrics(y_test, predict_proba(model, x_test)),
+        "global": binary_metrics(y_test, global_prob),
         "federated_eval_last_round": last.get("global", {}),
         "nodes": per_node,
     }
@@ -149,6 +157,9 @@ def _final_metrics(
             b.name: {"pooled": b.pooled, "own": b.own, "epsilon": b.epsilon, "rows": b.rows}
             for b in baselines
         }
+        for b in baselines:
+            pos, neg = b.histogram
+            curves["pooled_test"][b.name] = {"pos": pos, "neg": neg}
         central = metrics["baselines"]["centralised"]["pooled"]["roc_auc"]
         metrics["comparison"] = {
             "global_auc_minus_centralised_auc": metrics["global"]["roc_auc"] - central,
@@ -158,6 +169,7 @@ def _final_metrics(
                 if b.name.startswith("local_only:")
             },
         }
+    atomic_write_text(run_dir / CURVES_FILE, json.dumps(curves))
     return metrics
 
 
