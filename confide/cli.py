@@ -154,6 +154,9 @@ def score(
     typer.echo(f"scored {count} rows -> {out}")
 
 
+# --- feature commands: each feature registers itself here with one import and one line ---
+
+
 def main() -> None:
     """Console entry point: expected errors print one line and exit with status 2."""
     try:
