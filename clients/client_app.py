@@ -14,8 +14,10 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.audit import audit_mod
 from clients.node_runtime import NodeRefusal, NodeRuntime
 from clients.proposal import Proposal, ProposalError
+from clients.secure_mods import secure_mod
 from confide.job import NodeSpec, parse_job
 from modeling.errors import ConfideError
 
@@ -37,9 +39,12 @@ def _proposal(msg: Message) -> Proposal:
     return Proposal.from_config(dict(msg.content["config"]))
 
 
-def make_client_app(resolve: RuntimeResolver) -> ClientApp:
-    """A ClientApp whose node runtime is found by ``resolve(context)``."""
-    client = ClientApp()
+def make_client_app(resolve: RuntimeResolver, mods: list | None = None) -> ClientApp:
+    """A ClientApp whose node runtime is found by ``resolve(context)``.
+
+    ``mods`` run outermost; then the node's outgoing-message audit (``audit-dir`` in its node
+    config) and :func:`clients.secure_mods.secure_mod` (SecAgg+, client-level DP clipping)."""
+    client = ClientApp(mods=[*(mods or []), audit_mod, secure_mod])
 
     @client.train()
     def train(msg: Message, context: Context) -> Message:

@@ -17,15 +17,16 @@ import pandas as pd
 from modeling.encoding import encode_features, encode_labels
 from modeling.errors import DataError
 from modeling.task_spec import TaskSpec
-from privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job, load_policy
+from privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job
 
 __all__ = [
     "NodeData",
     "PreparedFrame",
     "check_node_rules",
-    "load_node_data",
+    "encode_node",
     "prepare_frame",
     "read_node_csv",
+    "train_rows",
 ]
 
 
@@ -116,43 +117,41 @@ def _split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def load_node_data(
-    name: str,
-    data_path: Path,
-    policy_path: Path,
-    task: TaskSpec,
-    *,
-    test_fraction: float,
-    seed: int,
-    keyring: Keyring | None = None,
-) -> NodeData:
-    """Read, check, transform and encode a node's data, then split it (seeded per node)."""
-    policy = load_policy(policy_path)
-    prepared = prepare_frame(data_path, policy, task, keyring, with_label=True)
-    x = encode_features(prepared.frame, task, str(data_path))
-    y = encode_labels(prepared.frame, task, str(data_path))
-    train_idx, test_idx = _split_indices(len(y), test_fraction, seed ^ zlib.crc32(name.encode()))
-    return NodeData(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], policy)
+def train_rows(n_rows: int, test_fraction: float) -> int:
+    """Rows in a node's training split (what delta is compared with: delta << 1/n)."""
+    return n_rows - max(1, round(n_rows * test_fraction))
 
 
 def check_node_rules(
-    data: NodeData,
+    name: str,
+    policy: Policy,
     task: TaskSpec,
     *,
+    n_train_rows: int,
     dp_enabled: bool,
     epsilon: float | None,
     delta: float | None,
     lifetime_spent: float,
 ) -> None:
-    """Run the shared rule engine on this node's job; any ERROR stops it before training."""
+    """Run the shared rule engine on this node's job; any ERROR stops it before encoding."""
     usage = JobUsage(
-        node=data.name,
+        node=name,
         features=task.feature_names,
         label=task.label.name,
         dp_enabled=dp_enabled,
         epsilon_per_run=epsilon,
         delta=delta,
-        n_train_rows=len(data.y_train),
+        n_train_rows=n_train_rows,
         lifetime_spent=lifetime_spent,
     )
-    enforce(evaluate_job(data.policy, usage))
+    enforce(evaluate_job(policy, usage))
+
+
+def encode_node(
+    name: str, prepared: PreparedFrame, task: TaskSpec, source: str, test_fraction: float, seed: int
+) -> NodeData:
+    """Encode a prepared frame and split it into train and held-out rows (seeded per node)."""
+    x = encode_features(prepared.frame, task, source)
+    y = encode_labels(prepared.frame, task, source)
+    train_idx, test_idx = _split_indices(len(y), test_fraction, seed ^ zlib.crc32(name.encode()))
+    return NodeData(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], prepared.policy)

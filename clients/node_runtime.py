@@ -7,13 +7,21 @@ Encoded data is cached per process, so rounds after the first neither re-read no
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from clients.node_data import NodeData, check_node_rules, load_node_data
+from clients.node_data import (
+    NodeData,
+    PreparedFrame,
+    check_node_rules,
+    encode_node,
+    prepare_frame,
+    train_rows,
+)
 from clients.proposal import Proposal
 from confide.job import NodeSpec
 from modeling.dp_training import DPState, calibrate, predict_proba, train_local
@@ -21,12 +29,22 @@ from modeling.errors import ConfideError
 from modeling.factory import build_model
 from modeling.metrics import binary_metrics, score_histograms
 from modeling.task_spec import TaskSpec
-from privacy import Keyring, PrivacyError
+from privacy import Keyring, PrivacyError, load_policy
 from privacy.ledger import BudgetLedger
 
 __all__ = ["NodeRefusal", "NodeRuntime", "TrainOutcome", "round_seed"]
 
-_DATA_CACHE: dict[tuple[Any, ...], NodeData] = {}
+_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """Per-process cache with one entry per (stage, node): memory stays bounded."""
+    if key not in _CACHE:
+        value = build()
+        for stale in [k for k in _CACHE if k[:2] == key[:2]]:
+            del _CACHE[stale]
+        _CACHE[key] = value
+    return _CACHE[key]
 
 
 class NodeRefusal(ConfideError):
@@ -66,60 +84,65 @@ class NodeRuntime:
     def _keyring(self) -> Keyring | None:
         return Keyring.load(self.node.keys) if self.node.keys is not None else None
 
-    def _ledger(self, data: NodeData) -> BudgetLedger:
-        return BudgetLedger(
-            self.node.default_ledger(), self.node.name, data.policy.dp.lifetime_epsilon
-        )
-
-    def data(self, proposal: Proposal) -> NodeData:
-        """Load, check and encode the node's data once per process and run."""
+    def _prepared(self) -> PreparedFrame:
+        """Read, schema-check and transform the node's data once per process."""
         if self.node.data is None:
             raise NodeRefusal(f"node '{self.node.name}' has no data path (rule: data path)")
-        key = (
+        return _cached(("prepared", *self._prepared_key()), self._read_and_transform)
+
+    def _read_and_transform(self) -> PreparedFrame:
+        policy = load_policy(self.node.policy)
+        return prepare_frame(self.node.data, policy, self.task, self._keyring(), with_label=True)
+
+    def checked_data(self, proposal: Proposal) -> tuple[NodeData, BudgetLedger | None]:
+        """The node's encoded data, after its own policy accepted this proposal.
+
+        Order: read and transform, then the shared rules (tiers vs task, DP, budget), and only
+        then encode: a rule violation is reported as such, before any model input exists.
+        """
+        try:
+            prepared = self._prepared()
+            dp = proposal.dp
+            ledger = (
+                BudgetLedger(
+                    self.node.default_ledger(), self.node.name, prepared.policy.dp.lifetime_epsilon
+                )
+                if dp.enabled
+                else None
+            )
+            check_node_rules(
+                self.node.name,
+                prepared.policy,
+                self.task,
+                n_train_rows=train_rows(len(prepared.frame), self.test_fraction),
+                dp_enabled=dp.enabled,
+                epsilon=dp.epsilon if dp.enabled else None,
+                delta=dp.delta if dp.enabled else None,
+                lifetime_spent=ledger.spent(excluding_run=proposal.run_id) if ledger else 0.0,
+            )
+            key = ("encoded", *self._prepared_key(), self.test_fraction, proposal.seed)
+            data = _cached(
+                key,
+                lambda: encode_node(
+                    self.node.name,
+                    prepared,
+                    self.task,
+                    str(self.node.data),
+                    self.test_fraction,
+                    proposal.seed,
+                ),
+            )
+        except (ConfideError, PrivacyError) as exc:
+            raise NodeRefusal(str(exc)) from exc
+        return data, ledger
+
+    def _prepared_key(self) -> tuple[Any, ...]:
+        return (
             self.node.name,
             _file_stamp(self.node.data),
             _file_stamp(self.node.policy),
             self.task.fingerprint,
-            self.test_fraction,
-            proposal.seed,
         )
-        cached = _DATA_CACHE.get(key)
-        if cached is None:
-            try:
-                cached = load_node_data(
-                    self.node.name,
-                    self.node.data,
-                    self.node.policy,
-                    self.task,
-                    test_fraction=self.test_fraction,
-                    seed=proposal.seed,
-                    keyring=self._keyring(),
-                )
-            except (ConfideError, PrivacyError) as exc:
-                raise NodeRefusal(str(exc)) from exc
-            for stale in [k for k in _DATA_CACHE if k[0] == self.node.name]:
-                del _DATA_CACHE[stale]  # one entry per node: memory stays bounded
-            _DATA_CACHE[key] = cached
-        return cached
-
-    def checked_data(self, proposal: Proposal) -> tuple[NodeData, BudgetLedger | None]:
-        """The node's data after its own policy accepted this proposal (and its ledger)."""
-        data = self.data(proposal)
-        dp = proposal.dp
-        ledger = self._ledger(data) if dp.enabled else None
-        try:
-            spent = ledger.spent(excluding_run=proposal.run_id) if ledger else 0.0
-            check_node_rules(
-                data,
-                self.task,
-                dp_enabled=dp.enabled,
-                epsilon=dp.epsilon if dp.enabled else None,
-                delta=dp.delta if dp.enabled else None,
-                lifetime_spent=spent,
-            )
-        except PrivacyError as exc:
-            raise NodeRefusal(str(exc)) from exc
-        return data, ledger
 
     def _model(self, data: NodeData, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
         model = build_model(self.model_net, data.x_train.shape[1])

@@ -79,9 +79,22 @@ def test_nonexistent_path_via_cli_prints_one_line(user_conf, tmp_path):
     missing.unlink()
     runs = tmp_path / "runs"
     proc = subprocess.run(
-        [sys.executable, "-m", "confide", "simulate", "--config-dir", str(user_conf),
-         "federation=mine", f"run.root={runs}", "rounds=1", "--quiet"],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "confide",
+            "simulate",
+            "--config-dir",
+            str(user_conf),
+            "federation=mine",
+            f"run.root={runs}",
+            "rounds=1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
