@@ -1,0 +1,36 @@
+"""CLI commands `confide report RUN_DIR` and `confide compare RUN_DIR... --out DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["compare_command", "register_report_commands", "report_command"]
+
+
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `confide simulate`."),
+) -> None:
+    """Regenerate a run's report.html and its plot PNGs (under RUN_DIR/report/)."""
+    from .report import write_report
+
+    typer.echo(f"report: {write_report(run_dir)}")
+
+
+def compare_command(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.html and PNG."),
+) -> None:
+    """Put runs side by side (e.g. an ε sweep): table and privacy-utility plot."""
+    from .compare import compare_runs
+
+    result = compare_runs(run_dirs, out)
+    typer.echo(result.table_markdown)
+    typer.echo(f"comparison: {result.html}")
+
+
+def register_report_commands(app: typer.Typer) -> None:
+    """Add `report` and `compare` to the `confide` app."""
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
