@@ -51,7 +51,7 @@ class PrivacyFacts:
 def _transport(config: dict[str, Any]) -> str:
     deployment = config.get("deployment")
     if isinstance(deployment, dict):
-        if deployment.get("insecure"):
+        if deployment.get("transport") == "insecure" or deployment.get("insecure"):
             return "Flower deployment engine, INSECURE (no TLS): for local demos only"
         return "Flower deployment engine, TLS"
     backend = (config.get("simulation") or {}).get("backend", "ray")

@@ -142,3 +142,14 @@ def test_run_without_baselines_still_gets_a_full_report(tmp_path):
     text = " ".join(parse_page(html).text)
     assert "no baselines were run" in text and "centralised, no DP" not in text
     assert len(pngs) == 8
+
+
+@pytest.mark.parametrize(
+    ("deployment", "expected"),
+    [("tls", "Flower deployment engine, TLS"), ("insecure", "INSECURE (no TLS)")],
+)
+def test_deployment_transport_is_read_from_the_deployed_job(tmp_path, deployment, expected):
+    run_dir = make_run(tmp_path, "deployed")
+    cfg = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(cfg + f"deployment:\n  transport: {deployment}\n")
+    assert expected in privacy_facts(load_run(run_dir)).transport

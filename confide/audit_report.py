@@ -1,0 +1,260 @@
+"""Render an :class:`~confide.audit.AuditReport`: Markdown for people, JSON for machines, and a
+self-contained HTML page (inline CSS, nothing loaded from the network).
+
+``FIELD-USE`` INFO findings are shown as the per-node column tables rather than repeated in the
+findings table; JSON carries every finding.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from confide.audit import AuditReport, NodeView
+from modeling.errors import ConfideError
+
+__all__ = ["FORMATS", "AuditFormatError", "render", "render_html", "render_json", "render_markdown"]
+
+FORMATS = ("md", "json", "html")
+
+
+class AuditFormatError(ConfideError):
+    """An unknown output format was asked for."""
+
+
+def _num(value: float | None, fmt: str = "g") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _shown(report: AuditReport) -> list:
+    order = {"ERROR": 0, "WARN": 1, "INFO": 2}
+    kept = [f for f in report.all_findings if f.rule_id != "FIELD-USE"]
+    return sorted(kept, key=lambda f: order[f.severity])
+
+
+def _command(report: AuditReport) -> str:
+    dirs = [f"--config-dir {d}" for d in report.config_dirs]
+    return " ".join(["confide audit", *dirs, *report.overrides])
+
+
+def _verdict(report: AuditReport) -> str:
+    word = "FAIL" if report.exit_code else "PASS"
+    return (
+        f"{word}: {report.count('ERROR')} error(s), {report.count('WARN')} warning(s), "
+        f"{report.count('INFO')} info (exit code {report.exit_code})"
+    )
+
+
+def _node_facts(node: NodeView, report: AuditReport) -> list[tuple[str, str]]:
+    dp = report.sample_dp
+    facts = [("data", node.source)]
+    if node.policy_error:
+        facts.append(("policy", f"{node.policy_path}: NOT USABLE ({node.policy_error})"))
+        return facts
+    facts.append(
+        (
+            "policy",
+            f"{node.policy_path} (sha256 {node.policy_sha256}; dataset "
+            f"'{node.dataset}', dataset tier {node.dataset_tier})",
+        )
+    )
+    n = node.train_rows
+    line = f"{_num(n, 'd') if n is not None else 'unknown'} ({node.train_rows_basis})"
+    if dp.get("enabled") and n:
+        line += f"; delta {dp['delta']:g} vs 1/n = {1.0 / n:.3g}"
+    facts.append(("training rows n", line))
+    facts.append(
+        (
+            "per-run limits",
+            f"epsilon <= {_num(node.max_epsilon_per_run)} (policy and "
+            f"node config), delta <= {_num(node.max_delta)}",
+        )
+    )
+    if dp.get("enabled"):
+        facts.append(
+            (
+                "lifetime budget",
+                f"epsilon {_num(node.lifetime_epsilon)}; spent before this run "
+                f"{_num(node.lifetime_spent)}; this run plans {_num(node.planned_epsilon)}; "
+                f"remaining after it {_num(node.lifetime_remaining_after_run)}",
+            )
+        )
+    facts.append(("budget ledger", node.ledger))
+    facts.append(("key file", node.keys))
+    return facts
+
+
+def render_markdown(report: AuditReport) -> str:
+    """The review as Markdown."""
+    out = [
+        f"# Compliance review: federation `{report.federation}`, task `{report.task}`",
+        "",
+        f"**{_verdict(report)}**",
+        "",
+    ]
+    cmd = _command(report)
+    out += [
+        f"- command: `{cmd}`",
+        f"- config sha256: `{report.config_sha256}` (the run ledger records the same hash)",
+        f"- model `{report.model}`, strategy `{report.strategy}`, {report.rounds} rounds",
+        "",
+    ]
+    out += [
+        "## Guarantees",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| sample-level DP | {_cell(report.sample_dp['summary'])} |",
+        f"| client-level DP | {_cell(report.client_dp)} |",
+        f"| secure aggregation | {_cell(report.secure_aggregation)} |",
+        f"| transport | {_cell(report.transport)} |",
+        "",
+    ]
+    out += ["## What leaves each node", "", *(f"- {m}" for m in report.messages), ""]
+    out += ["## Where outputs are kept", "", *(f"- {m}" for m in report.outputs), ""]
+    out += ["## Findings", ""]
+    shown = _shown(report)
+    if shown:
+        out += ["| severity | rule | node | field | finding |", "|---|---|---|---|---|"]
+        out += [
+            f"| {f.severity} | `{f.rule_id}` | {_cell(f.node)} | {_cell(f.field or '')} | "
+            f"{_cell(f.message)} |"
+            for f in shown
+        ]
+    else:
+        out.append("No errors or warnings.")
+    out += [
+        "",
+        "FIELD-USE findings (which field is used, at which tier, with which transform) "
+        "are the column tables below.",
+        "",
+    ]
+    for node in report.nodes:
+        out += [f"## Node `{node.name}`", ""]
+        out += [f"- {k}: {v}" for k, v in _node_facts(node, report)]
+        errors = report.node_errors(node.name)
+        verdict = f"REFUSES this job ({', '.join(errors)})" if errors else "accepts this job"
+        out += [f"- verdict: {verdict}", ""]
+        if node.columns:
+            out += [
+                "| column | tier | role | transform | task use | leaves the node |",
+                "|---|---|---|---|---|---|",
+            ]
+            out += [
+                f"| {_cell(c.name)} | {c.tier} | {c.role} | {_cell(c.transform)} | "
+                f"{_cell(c.task_use or '-')} | {_cell(c.leaves)} |"
+                for c in node.columns
+            ]
+            out.append("")
+    return "\n".join(out)
+
+
+def render_json(report: AuditReport) -> str:
+    """The review as JSON (every finding, every column)."""
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;
+color:#1d2330;line-height:1.45;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d6dae3}
+table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.5rem 0}
+th,td{border:1px solid #d6dae3;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f2f4f8}code{font-size:.85em}.verdict{padding:.6rem 1rem;border-radius:6px;
+font-weight:600}.PASS{background:#e3f4e8;color:#14532d}.FAIL{background:#fde8e8;color:#7f1d1d}
+.ERROR{color:#b91c1c;font-weight:600}.WARN{color:#a16207;font-weight:600}.INFO{color:#475569}
+"""
+
+
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = classes[i] if classes else ""
+        cells = "".join(
+            f"<td class='{cls}'>{html.escape(str(c))}</td>"
+            if j == 0 and cls
+            else f"<td>{html.escape(str(c))}</td>"
+            for j, c in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(report: AuditReport) -> str:
+    """The review as one self-contained HTML page."""
+    e = html.escape
+    word = "FAIL" if report.exit_code else "PASS"
+    parts = [
+        f"<h1>Compliance review: federation <code>{e(report.federation)}</code>, task "
+        f"<code>{e(report.task)}</code></h1>",
+        f"<p class='verdict {word}'>{e(_verdict(report))}</p>",
+        "<ul>"
+        f"<li>command: <code>{e(_command(report))}</code></li>"
+        f"<li>config sha256: <code>{e(report.config_sha256)}</code></li>"
+        f"<li>model <code>{e(report.model)}</code>, strategy <code>{e(report.strategy)}"
+        f"</code>, {e(str(report.rounds))} rounds</li></ul>",
+        "<h2>Guarantees</h2>",
+        _table(
+            ["", ""],
+            [
+                ["sample-level DP", report.sample_dp["summary"]],
+                ["client-level DP", report.client_dp],
+                ["secure aggregation", report.secure_aggregation],
+                ["transport", report.transport],
+            ],
+        ),
+        "<h2>What leaves each node</h2><ul>"
+        + "".join(f"<li>{e(m)}</li>" for m in report.messages)
+        + "</ul>",
+        "<h2>Where outputs are kept</h2><ul>"
+        + "".join(f"<li>{e(m)}</li>" for m in report.outputs)
+        + "</ul>",
+        "<h2>Findings</h2>",
+    ]
+    shown = _shown(report)
+    if shown:
+        parts.append(
+            _table(
+                ["severity", "rule", "node", "field", "finding"],
+                [[f.severity, f.rule_id, f.node, f.field or "", f.message] for f in shown],
+                [f.severity for f in shown],
+            )
+        )
+    else:
+        parts.append("<p>No errors or warnings.</p>")
+    for node in report.nodes:
+        errors = report.node_errors(node.name)
+        verdict = f"REFUSES this job ({', '.join(errors)})" if errors else "accepts this job"
+        parts.append(
+            f"<h2>Node <code>{e(node.name)}</code></h2><ul>"
+            + "".join(f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in _node_facts(node, report))
+            + f"<li><b>verdict</b>: {e(verdict)}</li></ul>"
+        )
+        if node.columns:
+            parts.append(
+                _table(
+                    ["column", "tier", "role", "transform", "task use", "leaves the node"],
+                    [
+                        [c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves]
+                        for c in node.columns
+                    ],
+                )
+            )
+    title = e(f"Confide compliance review - {report.federation}")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def render(report: AuditReport, fmt: str) -> str:
+    """Render in ``fmt`` (md, json or html)."""
+    renderers = {"md": render_markdown, "json": render_json, "html": render_html}
+    if fmt not in renderers:
+        raise AuditFormatError(f"--format must be one of {', '.join(FORMATS)} (rule: audit format)")
+    return renderers[fmt](report)
