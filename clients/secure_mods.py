@@ -52,9 +52,7 @@ def legacy_fit_adapter(msg: Message, ctxt: Context, call_next) -> Message:
     config.pop(KEY_CLIPPING_NORM, None)
     msg.content = RecordDict(
         {
-            "arrays": ArrayRecord(
-                {k: _array(v) for k, v in zip(keys, received, strict=True)}
-            ),
+            "arrays": ArrayRecord({k: _array(v) for k, v in zip(keys, received, strict=True)}),
             "config": ConfigRecord(config),
         }
     )

@@ -19,6 +19,7 @@ from modeling.factory import build_model
 from modeling.model_io import save_model
 from privacy.ledger import atomic_write_text
 from server.recorder import RoundRecord, RunRecorder
+from server.secure import start_federation
 from server.strategy import ConfideStrategy, FederationStopped, build_strategy
 
 __all__ = ["RunOutcome", "app", "make_server_app", "run_federation"]
@@ -59,12 +60,16 @@ def run_federation(
     recorder = RunRecorder(run_dir / HISTORY_FILE, on_round_end)
     algorithm = job.config["strategy"]["algorithm"]
     strategy = ConfideStrategy(
-        build_strategy(algorithm), recorder, int(algorithm.get("min_train_nodes", 1))
+        build_strategy(algorithm, job.config.get("secure")),
+        recorder,
+        int(algorithm.get("min_train_nodes", 1)),
     )
     proposal = Proposal(run_id, 0, job.rounds, job.seed, job.dp, job.train).to_config()
     try:
-        result = strategy.start(
-            grid=grid,
+        final_arrays = start_federation(
+            strategy,
+            grid,
+            job.config,
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=job.rounds,
             timeout=float(job.config["run"]["timeout_s"]),
@@ -76,7 +81,7 @@ def run_federation(
     else:
         save_model(
             run_dir / MODEL_FILE,
-            result.arrays.to_torch_state_dict(),
+            final_arrays.to_torch_state_dict(),
             job.config["task"],
             job.config["model"],
             {"run_id": run_id, "rounds": job.rounds, "task_fingerprint": job.task.fingerprint},

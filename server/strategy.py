@@ -34,20 +34,29 @@ class FederationStopped(ConfideError):
         self.reasons = reasons
 
 
-def build_strategy(algorithm_cfg: dict[str, Any]) -> Strategy:
-    """Instantiate the configured Flower strategy with Confide's metric aggregation."""
+def build_strategy(
+    algorithm_cfg: dict[str, Any], secure_cfg: dict[str, Any] | None = None
+) -> Strategy:
+    """Instantiate the configured Flower strategy with Confide's metric aggregation; with
+    ``secure.client_dp`` on, wrapped in Flower's fixed-clipping DP wrapper (server.secure)."""
+    from server.secure import UNIT_WEIGHT_KEY, client_dp_enabled, secagg_enabled, wrap_client_dp
+
     cfg = {k: v for k, v in algorithm_cfg.items()}
+    unit = client_dp_enabled(secure_cfg) and not secagg_enabled(secure_cfg)
+    extra = {"weighted_by_key": UNIT_WEIGHT_KEY} if unit else {}
     try:
-        return instantiate(
+        inner = instantiate(
             cfg,
             train_metrics_aggr_fn=aggregate_train_metrics,
             evaluate_metrics_aggr_fn=aggregate_eval_metrics,
+            **extra,
         )
     except Exception as exc:
         raise ConfideError(
             f"strategy: cannot build {cfg.get('_target_')} ({type(exc).__name__}: {exc}) "
             "(rule: strategy config)"
         ) from exc
+    return wrap_client_dp(inner, secure_cfg, int(cfg.get("min_train_nodes", 1)))
 
 
 def _status(msg: Message) -> tuple[str, str, str]:
