@@ -62,7 +62,9 @@ def simulate(
     config = _compose(overrides, config_dir)
     quiet = quiet or bool(config["run"].get("quiet"))
     console = _console(quiet)
-    nodes = config["federation"]["nodes"]
+    from confide.job import parse_job
+
+    nodes = parse_job(config).nodes  # listed, or expanded from a source + partition
     console.print(
         f"Federation '{config['federation']['name']}': {len(nodes)} nodes, task "
         f"'{config['task']['name']}', model '{config['model']['name']}', strategy "
@@ -155,23 +157,36 @@ def score(
 
 
 # --- feature commands: each feature registers itself here with one import and one line ---
+from server.report.cli import register_report_commands  # noqa: E402
+
+register_report_commands(app)
+from confide.deploy_cli import register_deploy_commands  # noqa: E402
+
+register_deploy_commands(app)
+from simulations.cli import register_research_commands  # noqa: E402
+
+register_research_commands(app)
+from confide.audit_cli import register_audit_commands  # noqa: E402
+
+register_audit_commands(app)
 
 
 def main() -> None:
-    """Console entry point: expected errors print one line and exit with status 2."""
+    """Console entry point: expected errors print one line and exit with status 2.
+
+    With ``standalone_mode=False`` click returns (rather than raises) the code of a
+    ``typer.Exit``, so the returned value is the process's exit status.
+    """
+    import click
+
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except (ConfideError, PrivacyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
+    except click.exceptions.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except click.ClickException as exc:  # usage errors
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(status if isinstance(status, int) else 0)

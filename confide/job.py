@@ -15,7 +15,19 @@ from modeling.task_spec import TaskSpec, parse_task_spec
 
 __all__ = ["Job", "JobError", "NodeSpec", "parse_job", "resolve_path"]
 
-_NODE_KEYS = {"name", "data", "policy", "profile", "rows", "keys", "ledger", "max_epsilon_per_run"}
+_NODE_KEYS = {
+    "name",
+    "data",
+    "policy",
+    "profile",
+    "rows",
+    "keys",
+    "ledger",
+    "max_epsilon_per_run",
+    "part",
+}
+_SOURCE_KEYS = {"profile", "rows", "data", "policy", "keys"}
+_SYNTHETIC_POLICY = "pkg://simulations/policies/synthetic_customers.yaml"
 
 
 class JobError(ConfideError):
@@ -45,6 +57,7 @@ class NodeSpec:
     keys: Path | None = None
     ledger: Path | None = None
     max_epsilon_per_run: float | None = None
+    part: int | None = None  # partitioned federation: index of the node's part of the source
 
     @property
     def synthetic(self) -> bool:
@@ -90,6 +103,38 @@ def _parse_node(raw: Any, index: int) -> NodeSpec:
         keys=resolve_path(raw["keys"], where) if raw.get("keys") else None,
         ledger=resolve_path(raw["ledger"], where) if raw.get("ledger") else None,
         max_epsilon_per_run=float(max_eps) if max_eps is not None else None,
+        part=int(raw["part"]) if raw.get("part") is not None else None,
+    )
+
+
+def _partitioned_nodes(federation: Mapping[str, Any]) -> tuple[NodeSpec, ...]:
+    """Placeholder nodes of a ``source`` + ``partition`` federation; their data is written
+    when the run is materialised (``simulations.federation``)."""
+    from simulations.partitioning import PartitionError, parse_partition
+
+    where = "federation.source"
+    source = federation.get("source")
+    if not isinstance(source, Mapping):
+        raise JobError(f"{where}: must be a mapping (rule: federation)")
+    unknown = set(source) - _SOURCE_KEYS
+    if unknown:
+        raise JobError(f"{where}: unknown keys {sorted(unknown)} (rule: federation)")
+    if bool(source.get("data")) == bool(source.get("profile")):
+        raise JobError(
+            f"{where}: give exactly one of 'data' (a CSV) or 'profile' (synthetic) "
+            "(rule: federation)"
+        )
+    if source.get("data") and not source.get("policy"):
+        raise JobError(f"{where}: 'policy' is required with 'data' (rule: policy per node)")
+    try:
+        spec = parse_partition(federation.get("partition"))
+    except PartitionError as exc:
+        raise JobError(str(exc)) from exc
+    policy = resolve_path(source.get("policy") or _SYNTHETIC_POLICY, where)
+    keys = resolve_path(source["keys"], where) if source.get("keys") else None
+    return tuple(
+        NodeSpec(name=name, policy=policy, keys=keys, part=index)
+        for index, name in enumerate(spec.node_names())
     )
 
 
@@ -163,9 +208,12 @@ def parse_job(config: Mapping[str, Any]) -> Job:
     """Validate a resolved config mapping into a :class:`Job`."""
     config = dict(config)
     nodes_raw = config.get("federation", {}).get("nodes")
-    if not isinstance(nodes_raw, list) or not nodes_raw:
+    if not nodes_raw and "source" in config.get("federation", {}):
+        nodes = _partitioned_nodes(config["federation"])
+    elif not isinstance(nodes_raw, list) or not nodes_raw:
         raise JobError("federation.nodes must be a non-empty list (rule: federation)")
-    nodes = tuple(_parse_node(raw, i) for i, raw in enumerate(nodes_raw))
+    else:
+        nodes = tuple(_parse_node(raw, i) for i, raw in enumerate(nodes_raw))
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise JobError("federation.nodes: node names must be unique (rule: federation)")

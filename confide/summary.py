@@ -2,34 +2,79 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from server.recorder import RoundRecord
 
-__all__ = ["dp_banner", "print_summary", "round_printer"]
+__all__ = ["RoundProgress", "dp_banner", "print_summary", "round_printer"]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def round_printer(console: Console, total_rounds: int):
-    """A callback printing one line per completed round."""
+class RoundProgress:
+    """Progress after every round: the current global AUC and the largest ε spent so far.
 
-    def on_round_end(record: RoundRecord) -> None:
-        eps = [m.get("epsilon", 0.0) for m in record.train.values()]
+    On a terminal each round prints a rich line with a progress bar; elsewhere (CI logs, pipes)
+    one plain line per round. A quiet console prints nothing.
+    """
+
+    def __init__(self, console: Console, total_rounds: int) -> None:
+        self.console = console
+        self.total = max(1, int(total_rounds))
+        self.started = time.monotonic()
+        self.previous_auc: float | None = None
+
+    def __call__(self, record: RoundRecord) -> None:
+        eps = {n: m["epsilon"] for n, m in record.train.items() if m.get("epsilon") is not None}
+        top = max(eps, key=eps.get) if eps else None
         auc = record.global_metrics.get("roc_auc")
+        elapsed = time.monotonic() - self.started
+        clock = f"{int(elapsed // 60)}:{int(elapsed % 60):02d}"
+        eps_text = f"{_fmt(eps[top], 3)} ({top})" if top else _fmt(0.0, 3)
         refused = f"  refused: {', '.join(record.refused)}" if record.refused else ""
-        console.print(
-            f"round {record.round}/{total_rounds}  nodes trained {len(record.train)}  "
-            f"global AUC {_fmt(auc)}  largest ε {_fmt(max(eps) if eps else 0.0, 3)}{refused}"
-        )
+        delta = ""
+        if auc is not None and self.previous_auc is not None:
+            delta = f" ({auc - self.previous_auc:+.4f})"
+        self.previous_auc = auc if auc is not None else self.previous_auc
+        if not self.console.is_terminal:
+            self.console.print(
+                f"round {record.round}/{self.total}  nodes trained {len(record.train)}  "
+                f"global AUC {_fmt(auc)}{delta}  largest ε {eps_text}  elapsed {clock}{refused}",
+                markup=False,
+            )
+            return
+        texts = [
+            f"[bold]round {record.round}/{self.total}[/bold]",
+            f"global AUC [bold cyan]{_fmt(auc)}[/bold cyan]{delta}",
+            f"largest ε [bold magenta]{escape(eps_text)}[/bold magenta]",
+            f"[dim]{clock}[/dim]",
+        ]
+        room = self.console.width - sum(len(Text.from_markup(t).plain) + 2 for t in texts) - 2
+        if room < 8 and delta:  # narrow terminal: the change since last round goes first
+            texts[1] = f"global AUC [bold cyan]{_fmt(auc)}[/bold cyan]"
+            room += len(delta)
+        line = Table.grid(padding=(0, 2))
+        bar = ProgressBar(total=self.total, completed=record.round, width=max(6, min(30, room)))
+        line.add_row(texts[0], bar, *texts[1:])
+        self.console.print(line)
+        if refused:
+            self.console.print(f"[red]{escape(refused.strip())}[/red]")
 
-    return on_round_end
+
+def round_printer(console: Console, total_rounds: int) -> RoundProgress:
+    """The per-round progress callback for ``simulate(on_round_end=...)``."""
+    return RoundProgress(console, total_rounds)
 
 
 def dp_banner(console: Console, dp: dict[str, Any]) -> None:
@@ -53,6 +98,9 @@ def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
     """Run directory, global test metrics, each node's ε, and the baselines."""
     outcome = metrics.get("outcome", {})
     console.print(f"\nRun directory: [bold]{run_dir}[/bold]")
+    report = Path(run_dir) / "report.html"
+    if report.exists():
+        console.print(f"Report: [bold]{report}[/bold] (open in a browser)")
     if outcome.get("status") != "completed":
         console.print(f"[bold red]Run stopped:[/bold red] {outcome.get('message', '')}")
         return

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
@@ -117,4 +118,8 @@ def deployment_main(grid: Grid, context: Context) -> None:
     job = parse_job(json.loads(str(context.run_config["confide-job"])))
     run_dir = Path(str(context.run_config.get("confide-run-dir", "runs"))) / str(context.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The coordinator's record of what was proposed (shared job only: node paths stay at nodes).
+    atomic_write_text(
+        run_dir / "config.yaml", yaml.safe_dump(job.config, allow_unicode=True, sort_keys=False)
+    )
     run_federation(grid, job, str(context.run_id), run_dir)

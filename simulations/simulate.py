@@ -8,10 +8,12 @@ the global model is scored on the pooled held-out splits next to the baselines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +34,13 @@ from modeling.errors import ConfideError
 from modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histograms
 from modeling.model_io import load_model
 from privacy.ledger import BudgetLedger, atomic_write_text
+from privacy.run_ledger import append_run, load_ledger_key, run_epsilon_from_snapshots
+from server.report import write_report
 from server.server_app import MODEL_FILE, OUTCOME_FILE, make_server_app
 from simulations.baselines import pooled_test, run_baselines
+from simulations.dropout import DropoutRuntime, dropout_rate
 from simulations.federation import materialize_synthetic_nodes
+from simulations.reproducibility import reproducibility_record
 
 __all__ = ["SimulationResult", "preflight", "prepare_run_dir", "simulate"]
 
@@ -76,23 +82,42 @@ def prepare_run_dir(config: dict[str, Any]) -> tuple[str, Path]:
     return run_id, run_dir
 
 
-def _attach_run_log(run_dir: Path, verbose: bool):
+@contextlib.contextmanager
+def _flower_log_to_run_dir(run_dir: Path, verbose: bool) -> Iterator[None]:
+    """Send Flower's log to ``logs/run.log``; on the console only when ``verbose``.
+
+    Flower's own console handler is detached and propagation to the root logger (which Opacus
+    configures on import) is switched off for the run, then both are restored.
+    """
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "logs" / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     flwr_logger = logging.getLogger("flwr")
-    detached = [] if verbose else [h for h in flwr_logger.handlers if h is not handler]
-    for existing in detached:  # Flower's console output goes to the run log instead
+    detached = [] if verbose else list(flwr_logger.handlers)
+    propagate = flwr_logger.propagate
+    for existing in detached:
         flwr_logger.removeHandler(existing)
+    flwr_logger.propagate = verbose and propagate
     flwr_logger.addHandler(handler)
-    return handler, detached
+    try:
+        yield
+    finally:
+        flwr_logger.removeHandler(handler)
+        for existing in detached:
+            flwr_logger.addHandler(existing)
+        flwr_logger.propagate = propagate
+        handler.close()
 
 
 def _simulation_resolver(job: Job):
+    rate = dropout_rate(job.config)
+
     def resolve(context: Context) -> NodeRuntime:
         torch.set_num_threads(1)
         node = job.nodes[int(context.node_config["partition-id"])]
+        if rate > 0:
+            return DropoutRuntime(node, job.task, job.model_net, job.test_fraction, rate=rate)
         return NodeRuntime(node, job.task, job.model_net, job.test_fraction)
 
     return resolve
@@ -180,7 +205,9 @@ def simulate(
 ) -> SimulationResult:
     """Run the composed config on the simulation engine; returns the run directory and metrics."""
     job = parse_job(cfg_container)
-    preflight(job, [n for n in job.nodes if not n.synthetic])  # nothing written yet
+    dropout_rate(job.config)
+    started = datetime.now(UTC)
+    preflight(job, [n for n in job.nodes if n.data is not None])  # nothing written yet
     run_id, run_dir = prepare_run_dir(job.config)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -204,7 +231,6 @@ def simulate(
     atomic_write_text(
         run_dir / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False)
     )
-    handler, detached = _attach_run_log(run_dir, verbose)
     sim_cfg = job.config.get("simulation", {})
     backend_config = {
         "client_resources": {"num_cpus": float(sim_cfg.get("client_cpus", 1)), "num_gpus": 0.0},
@@ -215,7 +241,7 @@ def simulate(
             "logging_level": logging.INFO if verbose else logging.ERROR,
         },
     }
-    try:
+    with _flower_log_to_run_dir(run_dir, verbose):
         run_simulation(
             server_app=make_server_app(job, run_id, run_dir, on_round_end),
             client_app=make_client_app(_simulation_resolver(job)),
@@ -224,12 +250,6 @@ def simulate(
             backend_config=backend_config,
             verbose_logging=verbose,
         )
-    finally:
-        flwr_logger = logging.getLogger("flwr")
-        flwr_logger.removeHandler(handler)
-        for existing in detached:
-            flwr_logger.addHandler(existing)
-        handler.close()
     outcome = json.loads((run_dir / OUTCOME_FILE).read_text(encoding="utf-8"))
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
     ledgers = _ledger_snapshots(job, run_dir, nodes)
@@ -238,5 +258,17 @@ def simulate(
     else:
         metrics = _final_metrics(job, run_dir, run_id, nodes, history)
         metrics["outcome"] = outcome
+    metrics["reproducibility"] = reproducibility_record(job.config, started)
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
+    write_report(run_dir)  # report.html: full when completed, the stop reasons when stopped
+    append_run(  # the run ledger: one hash-chained record per run, completed or stopped
+        job.config["run"].get("ledger") or Path(job.config["run"]["root"]) / "run-ledger.jsonl",
+        run_id=run_id,
+        config=job.config,
+        policy_sha256={n.name: n.policy.sha256 for n in nodes},
+        epsilon=run_epsilon_from_snapshots(ledgers, run_id),
+        model_path=run_dir / MODEL_FILE,
+        outcome=outcome["status"],
+        key=load_ledger_key(),
+    )
     return SimulationResult(run_dir, outcome["status"], metrics)

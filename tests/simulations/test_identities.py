@@ -70,8 +70,7 @@ def test_national_ids_structure(rng: np.random.Generator) -> None:
     assert ids._check_gb11643(out).all()
     assert all(_gb11643_scalar(s) for s in out[:500])
     assert (np.strings.slice(out, 0, 2) == codes).all()
-    assert (np.strings.slice(out, 6, 14) == np.strings.replace(
-        birth.astype("U10"), "-", "")).all()
+    assert (np.strings.slice(out, 6, 14) == np.strings.replace(birth.astype("U10"), "-", "")).all()
     parity = np.strings.slice(out, 16, 17).astype(int) % 2
     assert ((parity == 1) == (gender == "M")).all()
     assert (np.strings.slice(out, 14, 17) != "000").all()
@@ -84,13 +83,15 @@ def test_national_ids_structure(rng: np.random.Generator) -> None:
 def test_gb11643_validator_rejects_corruption() -> None:
     good = np.array(["11010519491231002X", "440524188001010014"])  # examples from the standard
     assert ids._check_gb11643(good).all()
-    bad = np.array([
-        "11010519491231002Y",   # wrong check character
-        "110105194912310021",   # wrong check digit
-        "11010519490231002X",   # 31 February is not a date
-        "1101051949123100",     # too short
-        "11010519491A31002X",   # non-digit
-    ])
+    bad = np.array(
+        [
+            "11010519491231002Y",  # wrong check character
+            "110105194912310021",  # wrong check digit
+            "11010519490231002X",  # 31 February is not a date
+            "1101051949123100",  # too short
+            "11010519491A31002X",  # non-digit
+        ]
+    )
     assert not ids._check_gb11643(bad).any()
     assert not any(_gb11643_scalar(s) for s in bad[:2])
 

@@ -39,20 +39,61 @@ from simulations.synth import (
 
 SEED = 7
 EXPECTED_COLUMNS = [
-    "customer_id", "name", "gender", "national_id", "mobile", "email", "address", "bank_card",
-    "age", "province", "city", "city_tier",
-    "member_level", "points", "registration_channel", "tenure_months",
-    "recency_days", "frequency_12m", "monetary_12m", "avg_basket_value", "category_pref",
-    "returns_12m", "complaints_12m", "app_sessions_30d", "nps", "discount_share",
-    "churned", "responded_offer",
+    "customer_id",
+    "name",
+    "gender",
+    "national_id",
+    "mobile",
+    "email",
+    "address",
+    "bank_card",
+    "age",
+    "province",
+    "city",
+    "city_tier",
+    "member_level",
+    "points",
+    "registration_channel",
+    "tenure_months",
+    "recency_days",
+    "frequency_12m",
+    "monetary_12m",
+    "avg_basket_value",
+    "category_pref",
+    "returns_12m",
+    "complaints_12m",
+    "app_sessions_30d",
+    "nps",
+    "discount_share",
+    "churned",
+    "responded_offer",
 ]
-STRING_COLUMNS = ["customer_id", "name", "gender", "national_id", "mobile", "email", "address",
-                  "bank_card", "province", "city", "member_level", "registration_channel",
-                  "category_pref"]
+STRING_COLUMNS = [
+    "customer_id",
+    "name",
+    "gender",
+    "national_id",
+    "mobile",
+    "email",
+    "address",
+    "bank_card",
+    "province",
+    "city",
+    "member_level",
+    "registration_channel",
+    "category_pref",
+]
 INT_RANGES = {
-    "age": (18, 85), "city_tier": (1, 4), "points": (0, 200_000), "tenure_months": (0, 180),
-    "recency_days": (0, 365), "frequency_12m": (0, 200), "returns_12m": (0, 50),
-    "complaints_12m": (0, 20), "app_sessions_30d": (0, 200), "churned": (0, 1),
+    "age": (18, 85),
+    "city_tier": (1, 4),
+    "points": (0, 200_000),
+    "tenure_months": (0, 180),
+    "recency_days": (0, 365),
+    "frequency_12m": (0, 200),
+    "returns_12m": (0, 50),
+    "complaints_12m": (0, 20),
+    "app_sessions_30d": (0, 200),
+    "churned": (0, 1),
     "responded_offer": (0, 1),
 }
 
@@ -100,8 +141,18 @@ def test_dtypes_and_ranges(retail: pd.DataFrame) -> None:
     assert set(retail["registration_channel"]) == set(CHANNELS)
     assert set(retail["category_pref"]) == set(CATEGORIES)
     assert set(retail["province"]) <= set(ids.PROVINCES)
-    assert set(ids.PROVINCES) == {"北京", "上海", "广东", "浙江", "江苏", "四川", "湖北", "山东",
-                                  "福建", "陕西"}
+    assert set(ids.PROVINCES) == {
+        "北京",
+        "上海",
+        "广东",
+        "浙江",
+        "江苏",
+        "四川",
+        "湖北",
+        "山东",
+        "福建",
+        "陕西",
+    }
 
 
 def test_history_is_internally_consistent(retail: pd.DataFrame) -> None:
@@ -146,7 +197,8 @@ def test_national_ids_valid_and_consistent(retail: pd.DataFrame) -> None:
     birth = pd.to_datetime(retail["national_id"].str[6:14], format="%Y%m%d")
     ref = pd.Timestamp(REFERENCE_DATE)
     had_birthday = (birth.dt.month < ref.month) | (
-        (birth.dt.month == ref.month) & (birth.dt.day <= ref.day))
+        (birth.dt.month == ref.month) & (birth.dt.day <= ref.day)
+    )
     age = ref.year - birth.dt.year - (~had_birthday).astype(int)
     assert (age == retail["age"]).all()
     odd = retail["national_id"].str[16].astype(int) % 2 == 1
@@ -254,11 +306,24 @@ def _features(f: pd.DataFrame) -> np.ndarray:
         "discount_share": f["discount_share"],
         "male": (f["gender"] == "M").astype(float),
     }
-    for c in ("points", "tenure_months", "recency_days", "frequency_12m", "monetary_12m",
-              "avg_basket_value", "returns_12m", "complaints_12m", "app_sessions_30d"):
+    for c in (
+        "points",
+        "tenure_months",
+        "recency_days",
+        "frequency_12m",
+        "monetary_12m",
+        "avg_basket_value",
+        "returns_12m",
+        "complaints_12m",
+        "app_sessions_30d",
+    ):
         cols[c] = np.log1p(f[c])
-    for col, cats in (("member_level", MEMBER_LEVELS), ("registration_channel", CHANNELS),
-                      ("category_pref", CATEGORIES), ("province", ids.PROVINCES)):
+    for col, cats in (
+        ("member_level", MEMBER_LEVELS),
+        ("registration_channel", CHANNELS),
+        ("category_pref", CATEGORIES),
+        ("province", ids.PROVINCES),
+    ):
         for cat in cats[1:]:
             cols[f"{col}={cat}"] = (f[col] == cat).astype(float)
     return pd.DataFrame(cols).to_numpy(dtype=float)
@@ -281,16 +346,21 @@ def test_logistic_regression_learns_but_stays_below_oracle(
 def test_nodes_are_non_iid(federation: dict[str, SyntheticNode]) -> None:
     r, e = federation["retailer"].frame, federation["ecommerce"].frame
     # Churn base rates differ significantly (two-proportion chi-square).
-    table = [[r["churned"].sum(), (1 - r["churned"]).sum()],
-             [e["churned"].sum(), (1 - e["churned"]).sum()]]
+    table = [
+        [r["churned"].sum(), (1 - r["churned"]).sum()],
+        [e["churned"].sum(), (1 - e["churned"]).sum()],
+    ]
     assert chi2_contingency(table).pvalue < 1e-6
     assert e["churned"].mean() > r["churned"].mean() + 0.04
     provinces = pd.crosstab(
-        np.r_[np.zeros(len(r)), np.ones(len(e))], np.r_[r["province"], e["province"]])
+        np.r_[np.zeros(len(r)), np.ones(len(e))], np.r_[r["province"], e["province"]]
+    )
     assert chi2_contingency(provinces).pvalue < 1e-12
     assert e["age"].mean() < r["age"].mean() - 5
-    digital = {n: f["registration_channel"].isin(["app", "mini_program"]).mean()
-               for n, f in (("r", r), ("e", e))}
+    digital = {
+        n: f["registration_channel"].isin(["app", "mini_program"]).mean()
+        for n, f in (("r", r), ("e", e))
+    }
     assert digital["e"] > digital["r"] + 0.3
     assert len(e) / (len(e) + len(r)) < 0.2
 
