@@ -19,6 +19,7 @@ from sklearn.metrics import (
 __all__ = [
     "HISTOGRAM_BINS",
     "binary_metrics",
+    "histogram_points",
     "metrics_from_histograms",
     "score_histograms",
 ]
@@ -62,6 +63,22 @@ def score_histograms(
     return pos.astype(int).tolist(), neg.astype(int).tolist()
 
 
+def histogram_points(
+    pos_counts: np.ndarray, neg_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Histograms as weighted points ``(labels, scores, weights)`` at bin centres (empty bins
+    dropped), ready for scikit-learn's ``sample_weight``."""
+    pos = np.asarray(pos_counts, dtype=float)
+    neg = np.asarray(neg_counts, dtype=float)
+    bins = len(pos)
+    centers = (np.arange(bins) + 0.5) / bins
+    scores = np.concatenate([centers, centers])
+    labels = np.concatenate([np.ones(bins), np.zeros(bins)])
+    weights = np.concatenate([pos, neg])
+    keep = weights > 0
+    return labels[keep], scores[keep], weights[keep]
+
+
 def metrics_from_histograms(
     pos_counts: np.ndarray, neg_counts: np.ndarray, loss_sum: float, brier_sum: float
 ) -> dict[str, float]:
@@ -69,12 +86,6 @@ def metrics_from_histograms(
     pos = np.asarray(pos_counts, dtype=float)
     neg = np.asarray(neg_counts, dtype=float)
     n = pos.sum() + neg.sum()
-    bins = len(pos)
-    centers = (np.arange(bins) + 0.5) / bins
-    scores = np.concatenate([centers, centers])
-    labels = np.concatenate([np.ones(bins), np.zeros(bins)])
-    weights = np.concatenate([pos, neg])
-    keep = weights > 0
     out = {
         "n": float(n),
         "positive_rate": float(pos.sum() / n) if n else float("nan"),
@@ -82,7 +93,7 @@ def metrics_from_histograms(
         "brier": float(brier_sum / n) if n else float("nan"),
     }
     if pos.sum() > 0 and neg.sum() > 0:
-        s, y, w = scores[keep], labels[keep], weights[keep]
+        y, s, w = histogram_points(pos, neg)
         out["roc_auc"] = float(roc_auc_score(y, s, sample_weight=w))
         out["pr_auc"] = float(average_precision_score(y, s, sample_weight=w))
         out["ks"] = _ks(y, s, w)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class RoundRecord:
     refused: dict[str, str] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     global_metrics: dict[str, float] = field(default_factory=dict)
+    wall_s: float | None = None  # seconds from the previous round's end (or the start) to its end
 
 
 class RunRecorder:
@@ -49,11 +51,15 @@ class RunRecorder:
         self.path = path
         self.rounds: dict[int, RoundRecord] = {}
         self.on_round_end = on_round_end
+        self._last_end = time.perf_counter()
 
     def round(self, number: int) -> RoundRecord:
         return self.rounds.setdefault(number, RoundRecord(number))
 
     def finish_round(self, number: int) -> None:
+        now = time.perf_counter()
+        self.rounds[number].wall_s = now - self._last_end
+        self._last_end = now
         self.flush()
         if self.on_round_end is not None:
             self.on_round_end(self.rounds[number])
@@ -69,6 +75,7 @@ class RunRecorder:
                         "refused": r.refused,
                         "failed": r.failed,
                         "global": r.global_metrics,
+                        "wall_s": r.wall_s,
                     }
                 )
                 for _, r in sorted(self.rounds.items())

@@ -51,7 +51,7 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
 from server.secure import SecureConfigError, client_dp_enabled, client_dp_settings
-from server.strategy import ConfideStrategy, FederationStopped
+from server.strategy import ConfideStrategy, FederationStopped, stop_if_too_few
 
 __all__ = ["ARRAY_KEYS_KEY", "ConfideSecAggPlusWorkflow", "SecAggFedAvg", "run_secagg_rounds"]
 
@@ -148,18 +148,8 @@ class ConfideSecAggPlusWorkflow(SecAggPlusWorkflow):
         trained = self.adapter.record_contributions(
             server_round, state.legacy_results, state.failures
         )
-        minimum = self.adapter.confide.min_train_nodes
-        if trained < minimum:
-            self.adapter.confide.recorder.flush()
-            record = self.adapter.confide.recorder.round(server_round)
-            reasons = dict(record.refused)
-            reasons.update({f"failure {i}": f for i, f in enumerate(record.failed)})
-            detail = "; ".join(f"{n}: {r}" for n, r in reasons.items()) or "no replies"
-            raise FederationStopped(
-                f"round {server_round}: only {trained} node(s) trained, fewer than the "
-                f"minimum of {minimum} ({detail})",
-                reasons,
-            )
+        confide = self.adapter.confide
+        stop_if_too_few(confide.recorder, server_round, trained, confide.min_train_nodes)
         return ok
 
 

@@ -26,6 +26,7 @@ from flwr.serverapp.strategy import (
 )
 
 from modeling.errors import ConfideError
+from server.strategy import StrategyWrapper
 
 __all__ = [
     "UNIT_WEIGHT_KEY",
@@ -85,12 +86,9 @@ def client_dp_settings(secure_cfg: Mapping[str, Any] | None) -> tuple[str, float
     return clipping, noise, norm
 
 
-class UniformWeights(Strategy):
+class UniformWeights(StrategyWrapper):
     """Gives every reply the same weight (``UNIT_WEIGHT_KEY`` = 1) before the inner strategy
     aggregates: the client-level DP noise is calibrated for an unweighted mean."""
-
-    def __init__(self, inner: Strategy) -> None:
-        self.inner = inner
 
     @staticmethod
     def _unit(replies: Iterable[Message]) -> list[Message]:
@@ -100,19 +98,6 @@ class UniformWeights(Strategy):
                 for record in msg.content.metric_records.values():
                     record[UNIT_WEIGHT_KEY] = 1.0
         return out
-
-    def summary(self) -> None:
-        self.inner.summary()
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_train(server_round, arrays, config, grid)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

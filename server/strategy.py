@@ -21,7 +21,13 @@ from modeling.errors import ConfideError
 from server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
 from server.recorder import RunRecorder
 
-__all__ = ["ConfideStrategy", "FederationStopped", "build_strategy"]
+__all__ = [
+    "ConfideStrategy",
+    "FederationStopped",
+    "StrategyWrapper",
+    "build_strategy",
+    "stop_if_too_few",
+]
 
 _PER_NODE_TRAIN = ("train_loss", "epsilon", "steps", "num-examples", "noise_multiplier")
 
@@ -66,13 +72,27 @@ def _status(msg: Message) -> tuple[str, str, str]:
     return str(record["node"]), str(record["status"]), str(record.get("reason", ""))
 
 
-class ConfideStrategy(Strategy):
-    """Wraps a Flower strategy: refusals, determinism, per-node history, early stop."""
+def stop_if_too_few(recorder: RunRecorder, server_round: int, trained: int, minimum: int) -> None:
+    """Raise :class:`FederationStopped` with every node's reason when too few nodes trained."""
+    if trained >= minimum:
+        return
+    recorder.flush()
+    record = recorder.round(server_round)
+    reasons = dict(record.refused)
+    reasons.update({f"failure {i}": f for i, f in enumerate(record.failed)})
+    detail = "; ".join(f"{n}: {r}" for n, r in reasons.items()) or "no replies"
+    raise FederationStopped(
+        f"round {server_round}: only {trained} node(s) trained, fewer than the "
+        f"minimum of {minimum} ({detail})",
+        reasons,
+    )
 
-    def __init__(self, inner: Strategy, recorder: RunRecorder, min_train_nodes: int) -> None:
+
+class StrategyWrapper(Strategy):
+    """A strategy that delegates everything to ``inner``; wrappers override what they change."""
+
+    def __init__(self, inner: Strategy) -> None:
         self.inner = inner
-        self.recorder = recorder
-        self.min_train_nodes = min_train_nodes
 
     def summary(self) -> None:
         self.inner.summary()
@@ -86,6 +106,25 @@ class ConfideStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return self.inner.aggregate_train(server_round, replies)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)
+
+
+class ConfideStrategy(StrategyWrapper):
+    """Wraps a Flower strategy: refusals, determinism, per-node history, early stop."""
+
+    def __init__(self, inner: Strategy, recorder: RunRecorder, min_train_nodes: int) -> None:
+        super().__init__(inner)
+        self.recorder = recorder
+        self.min_train_nodes = min_train_nodes
 
     def _split(self, server_round: int, replies: Iterable[Message]) -> list[tuple[str, Message]]:
         record = self.recorder.round(server_round)
@@ -110,16 +149,7 @@ class ConfideStrategy(Strategy):
         for node, msg in accepted:
             metrics = msg.content["metrics"]
             record.train[node] = {k: float(metrics[k]) for k in _PER_NODE_TRAIN if k in metrics}
-        if len(accepted) < self.min_train_nodes:
-            self.recorder.flush()
-            reasons = dict(record.refused)
-            reasons.update({f"failure {i}": f for i, f in enumerate(record.failed)})
-            detail = "; ".join(f"{n}: {r}" for n, r in reasons.items()) or "no replies"
-            raise FederationStopped(
-                f"round {server_round}: only {len(accepted)} node(s) trained, fewer than the "
-                f"minimum of {self.min_train_nodes} ({detail})",
-                reasons,
-            )
+        stop_if_too_few(self.recorder, server_round, len(accepted), self.min_train_nodes)
         return self.inner.aggregate_train(server_round, [m for _, m in accepted])
 
     def aggregate_evaluate(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
+from modeling.metrics import histogram_points
+
 __all__ = [
     "CalibrationCurve",
     "DecileRow",
@@ -41,13 +43,7 @@ def _counts(pos, neg) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _weighted(pos: np.ndarray, neg: np.ndarray):
-    bins = len(pos)
-    centers = (np.arange(bins) + 0.5) / bins
-    scores = np.concatenate([centers, centers])
-    labels = np.concatenate([np.ones(bins), np.zeros(bins)])
-    weights = np.concatenate([pos, neg])
-    keep = weights > 0
-    return labels[keep], scores[keep], weights[keep]
+    return histogram_points(pos, neg)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,250 @@
+"""``python -m benchmarks [--quick] [--only dp,engine,privacy,scale,utility]``.
+
+Runs the benchmarks in one process (the privacy and one-node scale benchmarks in fresh
+subprocesses, for clean memory figures), writes ``benchmarks/results/<name>.json`` after each and
+``benchmarks/results/summary.json`` at the end, and renders the table: ``BENCHMARKS.md`` for a
+full run of every benchmark, ``benchmarks/results/BENCHMARKS.quick.md`` otherwise (``--table``
+overrides). A full run takes about 15 minutes on two cores; ``--quick`` a few.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS_DIR, machine_info, write_json
+from benchmarks.report import render
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("dp", "engine", "privacy", "scale", "utility")
+RESULT_NAMES = {
+    "dp": "dp_overhead",
+    "engine": "engine_overhead",
+    "privacy": "privacy_throughput",
+    "scale": "scale",
+    "utility": "utility",
+}
+
+
+def _privacy(quick: bool) -> dict[str, Any]:
+    rows = 200_000 if quick else 1_000_000
+    chunk = 50_000 if quick else 100_000
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "privacy_throughput.py"),
+            "--rows",
+            str(rows),
+            "--chunksize",
+            str(chunk),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads((RESULTS_DIR / "privacy_throughput.json").read_text(encoding="utf-8"))
+
+
+def _previous(quick: bool, chosen: list[str]) -> dict[str, Any]:
+    """The last run's results in the same mode, when this run repeats only some sections."""
+    path = RESULTS_DIR / "summary.json"
+    if set(chosen) == set(SECTIONS) or not path.is_file():
+        return {}
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    same_mode = previous.get("meta", {}).get("mode") == ("quick" if quick else "full")
+    return previous if same_mode else {}
+
+
+def _run_section(name: str, quick: bool) -> dict[str, Any]:
+    if name == "dp":
+        from benchmarks import dp_overhead
+
+        return dp_overhead.run(quick)
+    if name == "engine":
+        from benchmarks import engine_overhead
+
+        return engine_overhead.run(quick)
+    if name == "privacy":
+        return _privacy(quick)
+    if name == "scale":
+        from benchmarks import scale
+
+        return scale.run(quick)
+    from benchmarks import utility
+
+    return utility.run(quick)
+
+
+def notes_for(results: dict[str, Any]) -> list[str]:
+    """One line per target: met, or the gap and what the profile says dominates."""
+    notes = []
+    dp = results.get("dp_overhead")
+    if dp:
+        for name, m in dp["models"].items():
+            mode = m["configured_mode"]
+            profile = m["profile"][f"dp_{mode}"]["by_part"]
+            plain = m["profile"]["no_dp"]["by_part"]
+            extra = {k: v - plain.get(k, 0.0) for k, v in profile.items()}
+            top = sorted(extra.items(), key=lambda kv: -kv[1])[:3]
+            where = ", ".join(f"{k} +{v * 1000:.0f} ms" for k, v in top)
+            verdict = "met" if m["target_met"] else "**not met**"
+            notes.append(
+                f"- DP overhead, {name} ({mode}, fastest measured: {m['fastest_mode']}): "
+                f"{m['configured_ratio']:.2f}x — target {dp['target_ratio']}x {verdict}. What DP "
+                f"adds per epoch (profile, phases nest): {where}."
+            )
+        if not all(m["target_met"] for m in dp["models"].values()):
+            notes.append(
+                "  Why: at the default batch size (256) these models are tiny (44 and ~1,400 "
+                "parameters), so a non-private step is a few hundred microseconds of framework "
+                "overhead. Each DP step adds fixed work of the same order or larger: Opacus's "
+                "per-sample gradient hooks and einsums in backward, per-sample norms, clipping "
+                "and one Gaussian draw per parameter tensor in the optimizer step, and a Poisson "
+                "mask drawn over every row. Ghost clipping avoids materialising per-sample "
+                "gradients but runs two backward passes, which only pays for wide layers. "
+                "Confide's own per-round DP costs (accounting, data loading) are removed "
+                "above; what remains is inside Opacus's per-step work, so the ratio should fall "
+                "with larger batches (fewer steps per epoch; not measured here)."
+            )
+    engine = results.get("engine_overhead")
+    if engine and "10" in engine["sizes"]:
+        e = engine["sizes"]["10"]
+        verdict = "met" if e.get("target_met") else "**not met**"
+        notes.append(
+            f"- Engine overhead at 10 nodes: steady-state round {e['ratio_steady_round']:.2f}x "
+            f"the plain loop — target {engine['target_ratio_10_nodes']}x {verdict}; total "
+            f"{e['ratio_total']:.2f}x (engine start-up and round 1)."
+        )
+        notes.append(
+            "  Confide's round 1 also starts the Ray workers, each of which reads, "
+            "policy-checks and encodes its nodes' data and calibrates their noise (once per run "
+            "per node; both sides pay the calibration). Later rounds reuse the per-process "
+            "caches (encoded data, the accountant's per-step RDP); a node that lands on the "
+            "other worker in round 2 pays its data preparation there once. Steady rounds run "
+            "two nodes at a time on two cores (`simulation.client_cpus=1`), the plain loop one "
+            "after another, so Confide can be faster per round than the plain loop."
+        )
+    fifty = (engine or {}).get("sizes", {}).get("50")
+    if fifty:
+        plain_round = fifty["confide"]["steady_round_s"] / fifty["ratio_steady_round"]
+        per_message = (fifty["confide"]["steady_round_s"] - plain_round / 2) / (2 * 50)
+        notes.append(
+            f"- Engine overhead at 50 nodes (no target): steady round "
+            f"{fifty['ratio_steady_round']:.2f}x the plain loop. The node-side work is the same "
+            "code in both (the plain loop measures it); with two workers Confide's compute per "
+            "round is about half the plain round, so the rest, about "
+            f"{per_message * 1000:.0f} ms per message (a train and an evaluate message per node "
+            "per round), is the engine's message path: dispatch to a Ray worker, message and "
+            "node-context (de)serialisation, reply collection. It grows with nodes, not rows."
+        )
+    privacy = results.get("privacy_throughput")
+    if privacy:
+        missed = [k for k, ok in privacy["targets_met"].items() if not ok]
+        notes.append(
+            "- Privacy throughput: every per-transform target met."
+            if not missed
+            else f"- Privacy throughput: targets missed in this run: {', '.join(missed)}. "
+            "These absolute rates depend on the load of the shared machine during the section "
+            "(the ratios elsewhere do not); the privacy module's own benchmark tracks them."
+        )
+    scale = results.get("scale")
+    if scale:
+        o = scale["one_node"]
+        notes.append(
+            f"- One node, {o['rows']:,} rows: a DP epoch takes {o['dp_epoch_s']:.1f} s "
+            f"({o['dp_ratio']:.1f}x the non-private epoch). Opacus's Poisson sampler draws one "
+            "uniform number per row for every step (work grows with rows x steps, i.e. with "
+            "rows squared per epoch): "
+            f"{o['poisson_sampler_share_of_dp_epoch']:.0%} of the DP epoch here."
+        )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks and write their results and table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated subset")
+    parser.add_argument("--table", type=Path, default=None, help="where to write the table")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="say the machine was shared (also set when the load at start exceeds 0.75 x cores)",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-render the table from benchmarks/results/summary.json, run nothing",
+    )
+    args = parser.parse_args(argv)
+    if args.render_only:
+        results = json.loads((RESULTS_DIR / "summary.json").read_text(encoding="utf-8"))
+        table = args.table or (
+            ROOT / "BENCHMARKS.md"
+            if results["meta"]["mode"] == "full"
+            and set(results["meta"]["sections"]) == set(SECTIONS)
+            else RESULTS_DIR / "BENCHMARKS.quick.md"
+        )
+        table.write_text(render(results, notes_for(results)), encoding="utf-8")
+        print(f"[benchmarks] table: {table}")
+        return 0
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {SECTIONS}")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    started, started_at = time.perf_counter(), datetime.now(UTC)
+    results: dict[str, Any] = {"machine": machine_info()}
+    previous = _previous(args.quick, chosen)
+    section_runs = dict(previous.get("meta", {}).get("section_runs", {}))
+    load, cores = (
+        results["machine"]["load_average_1m_at_start"],
+        results["machine"]["cores_available"],
+    )
+    busy = load is not None and cores is not None and load > 0.75 * cores
+    for name in SECTIONS:
+        if name not in chosen:
+            continue
+        print(f"[benchmarks] {name} ...", flush=True)
+        t = time.perf_counter()
+        section_runs[name] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        results[RESULT_NAMES[name]] = _run_section(name, args.quick)
+        write_json(RESULTS_DIR / f"{RESULT_NAMES[name]}.json", results[RESULT_NAMES[name]])
+        print(f"[benchmarks] {name} done in {time.perf_counter() - t:.0f} s", flush=True)
+    for name in SECTIONS:  # a partial run keeps the other sections of the last run
+        if name not in chosen and RESULT_NAMES[name] in previous:
+            results[RESULT_NAMES[name]] = previous[RESULT_NAMES[name]]
+    sections = [n for n in SECTIONS if RESULT_NAMES[n] in results]
+    first = previous.get("meta", {}).get("started") or started_at.strftime("%Y-%m-%d %H:%M UTC")
+    full = not args.quick and set(sections) == set(SECTIONS)
+    results["meta"] = {
+        "mode": "quick" if args.quick else "full",
+        "sections": sections,
+        "section_runs": {n: section_runs.get(n, first) for n in sections},
+        "rerun": {
+            **previous.get("meta", {}).get("rerun", {}),
+            **({n: section_runs[n] for n in chosen} if previous else {}),
+        },
+        "started": first,
+        "wall_s": previous.get("meta", {}).get("wall_s", 0.0) + time.perf_counter() - started,
+        "shared": args.shared or busy or bool(previous.get("meta", {}).get("shared")),
+    }
+    write_json(RESULTS_DIR / "summary.json", results)
+    table = args.table or (ROOT / "BENCHMARKS.md" if full else RESULTS_DIR / "BENCHMARKS.quick.md")
+    table.write_text(render(results, notes_for(results)), encoding="utf-8")
+    print(f"[benchmarks] table: {table}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Engine overhead: a Confide run on Flower's simulation engine against the plain FedAvg loop.
+
+Both do the same work on the same generated data: same model, rounds, local epochs and DP, the
+same node runtime (policy checks, DP-SGD, ledger, evaluation), FedAvg and pooled metrics each
+round. Confide's per-round times come from ``history.json`` (``wall_s``); the plain loop times
+its own rounds. Steady state is the median of rounds 2..R (round 1 also starts the engine's
+workers, which read and encode their data and calibrate their noise). Baselines are off in both.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import base_config, federation_nodes, load_nodes, median
+from benchmarks.plain_fedavg import plain_fedavg
+from confide.job import parse_job
+from modeling.dp_training import predict_proba
+from modeling.factory import build_model
+from modeling.metrics import binary_metrics
+from simulations.baselines import pooled_test
+from simulations.simulate import simulate
+
+__all__ = ["SIZES", "TARGET_RATIO_10", "engine_config", "run", "run_confide", "run_plain"]
+
+SIZES = (2, 10, 50)
+TARGET_RATIO_10 = 3.0
+FIFTY_ROWS_PER_NODE = 600  # 50 nodes x ~750 rows: modest, so 20 rounds complete here
+
+
+def engine_config(n_nodes: int, rounds: int, run_dir: Path) -> dict[str, Any]:
+    """The benchmark's config for ``n_nodes``: default (2), ten_nodes (10) or generated (50)."""
+    overrides = [f"rounds={rounds}", "baselines.enabled=false", "run.quiet=true"]
+    if n_nodes == 10:
+        overrides.append("federation=ten_nodes")
+    cfg = base_config(overrides)
+    if n_nodes not in (2, 10):
+        cfg["federation"] = {
+            "name": f"n{n_nodes}_nodes",
+            "nodes": federation_nodes(n_nodes, FIFTY_ROWS_PER_NODE),
+        }
+    cfg["run"]["dir"] = str(run_dir)
+    return cfg
+
+
+def run_plain(cfg: dict[str, Any], work: Path, run_id: str) -> dict[str, Any]:
+    """The plain loop end to end: generate and encode the nodes, train, final evaluation."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    job, nodes = load_nodes(parse_job(cfg), work / "nodes")
+    result = plain_fedavg(job, run_id)
+    model = build_model(job.model_net, job.task.input_dim)
+    model.load_state_dict(result.state_dict)
+    x_test, y_test = pooled_test(nodes)
+    final = binary_metrics(y_test, predict_proba(model, x_test))
+    for node in nodes:
+        binary_metrics(node.y_test, predict_proba(model, node.x_test))
+    total = time.perf_counter() - start
+    return {
+        "rows": sum(node.n_rows for node in nodes),
+        "total_s": total,
+        "round_s": result.round_seconds,
+        "steady_round_s": median(result.round_seconds[1:] or result.round_seconds),
+        "global_roc_auc": final["roc_auc"],
+        "max_epsilon": max(result.epsilon.values()),
+    }
+
+
+def run_confide(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A Confide simulation end to end (engine start-up and final metrics included)."""
+    start = time.perf_counter()
+    sim = simulate(cfg)
+    total = time.perf_counter() - start
+    history = json.loads((sim.run_dir / "history.json").read_text(encoding="utf-8"))
+    rounds = [float(r["wall_s"]) for r in history["rounds"] if r.get("wall_s") is not None]
+    return {
+        "status": sim.status,
+        "total_s": total,
+        "round_s": rounds,
+        "steady_round_s": median(rounds[1:] or rounds),
+        "outside_rounds_s": total - sum(rounds),
+        "global_roc_auc": sim.metrics.get("global", {}).get("roc_auc"),
+        "max_epsilon": max(
+            (n.get("epsilon", 0.0) for n in sim.metrics.get("nodes", {}).values()), default=0.0
+        ),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Confide vs plain at 2, 10 and 50 nodes; the 50-node run is also the 50 x 20 scale run."""
+    rounds = {2: 3, 10: 3, 50: 3} if quick else {2: 5, 10: 5, 50: 20}
+    plain_repeats = {2: 1, 10: 1, 50: 1} if quick else {2: 2, 10: 2, 50: 1}
+    out: dict[str, Any] = {"target_ratio_10_nodes": TARGET_RATIO_10, "sizes": {}}
+    for n_nodes in SIZES:
+        with tempfile.TemporaryDirectory(prefix=f"confide-bench-engine-{n_nodes}-") as tmp:
+            work = Path(tmp)
+            plains = []
+            for rep in range(plain_repeats[n_nodes]):
+                cfg = engine_config(n_nodes, rounds[n_nodes], work / f"unused-{rep}")
+                plains.append(run_plain(cfg, work / f"plain-{rep}", f"bench-plain-{rep}"))
+                if rep == 0:  # Confide between the plain runs: drift in load hits both
+                    confide = run_confide(engine_config(n_nodes, rounds[n_nodes], work / "run"))
+        plain_steady = median([p["steady_round_s"] for p in plains])
+        plain_total = median([p["total_s"] for p in plains])
+        entry = {
+            "nodes": n_nodes,
+            "rounds": rounds[n_nodes],
+            "rows": plains[0]["rows"],
+            "plain": plains,
+            "confide": confide,
+            "ratio_total": confide["total_s"] / plain_total,
+            "ratio_steady_round": confide["steady_round_s"] / plain_steady,
+            "same_auc_within_0_01": bool(
+                np.isclose(confide["global_roc_auc"] or 0, plains[0]["global_roc_auc"], atol=0.01)
+            ),
+        }
+        if n_nodes == 10:
+            entry["target_met"] = entry["ratio_steady_round"] <= TARGET_RATIO_10
+        out["sizes"][str(n_nodes)] = entry
+    return out

@@ -1,0 +1,250 @@
+"""Render one benchmark run's results as the Markdown table committed as ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["render"]
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _machine(m: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    ram = f"{m['ram_gib']:.0f} GiB RAM" if m.get("ram_gib") else "RAM unknown"
+    return [
+        f"Machine: {m['cpu']}, {m['cores_available']} cores available, {ram}; "
+        f"{m['platform']}; Python {m['python']}, torch {m['torch']}, opacus {m['opacus']}, "
+        f"flwr {m['flwr']}, numpy {m['numpy']}.",
+        "",
+        f"Mode: `{meta['mode']}`; started {meta['started']}; took {meta['wall_s'] / 60:.1f} min"
+        + (
+            " (re-run later on their own: "
+            + ", ".join(f"{k} at {v}" for k, v in meta["rerun"].items())
+            + ")"
+            if meta.get("rerun")
+            else ""
+        )
+        + ". "
+        f"1-minute load average at start: {_f(m.get('load_average_1m_at_start'), 1)}"
+        + (
+            " — the machine was **shared** with other work during the run, so absolute "
+            "seconds are noisy; the ratios below compare measurements taken side by side "
+            "in this run (interleaved, medians)."
+            if meta.get("shared")
+            else "."
+        ),
+    ]
+
+
+def _dp(r: dict[str, Any]) -> list[str]:
+    d = r["data"]
+    out = [
+        "## 1. DP-SGD overhead (one local epoch, DP vs no DP)",
+        "",
+        f"Data: the default federation's `{d['node']}` node, {d['rows']:,} training rows x "
+        f"{d['features']} encoded features; shipped settings; median of {r['repeats']} "
+        f"interleaved repetitions. Target: DP epoch <= {r['target_ratio']}x the non-private "
+        "epoch in the default mode.",
+        "",
+        "| model | no DP (s) | hooks (s) | ew (s) | ghost (s) | hooks x | ew x | ghost x | "
+        "fastest | configured | configured x | target met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|:---:|",
+    ]
+    for name, m in r["models"].items():
+        s, x = m["seconds_per_epoch_median"], m["ratio_to_no_dp"]
+        out.append(
+            f"| {name} | {_f(s['off'])} | {_f(s['hooks'])} | {_f(s['ew'])} | {_f(s['ghost'])} | "
+            f"{_f(x['hooks'], 2)} | {_f(x['ew'], 2)} | {_f(x['ghost'], 2)} | {m['fastest_mode']} "
+            f"| {m['configured_mode']} | {_f(m['configured_ratio'], 2)} | {_f(m['target_met'])} |"
+        )
+    loader = r.get("loader_epoch_s")
+    if loader:
+        out += [
+            "",
+            f"Reading one epoch of batches: {_f(loader['row_by_row'])} s row by row (torch's "
+            f"default, what `train_local` did before) vs {_f(loader['batched'])} s with one "
+            "indexing operation per batch (what it does now); both DP and non-DP epochs gain.",
+        ]
+    acc = r.get("accounting_s")
+    if acc:
+        out += [
+            "",
+            f"A node's budget check before each round and its epsilon report after it (two "
+            f"evaluations per node per round), at round {acc['rounds']}: "
+            f"{_f(acc['opacus_accountant'])} s each with Opacus's RDP accountant from scratch "
+            f"(before) vs {_f(acc['cached'], 5)} s with the per-(sigma, q) RDP cache (now).",
+        ]
+    out += [
+        "",
+        "Where an epoch's time goes (cProfile, cumulative seconds per epoch; phases nest):",
+        "",
+    ]
+    for name, m in r["models"].items():
+        profiles = m["profile"]
+        keys = list(profiles)
+        parts = sorted({p for k in keys for p in profiles[k]["by_part"]})
+        out += [
+            f"| {name}: part | " + " | ".join(keys) + " |",
+            "|---|" + "---:|" * len(keys),
+        ]
+        for part in sorted(parts, key=lambda p: -profiles[keys[0]]["by_part"].get(p, 0.0)):
+            cells = " | ".join(_f(profiles[k]["by_part"].get(part, 0.0), 4) for k in keys)
+            out.append(f"| {part} | {cells} |")
+        total = " | ".join(_f(profiles[k]["seconds_per_epoch"], 4) for k in keys)
+        out += [f"| **total (under the profiler)** | {total} |", ""]
+    return out
+
+
+def _engine(r: dict[str, Any]) -> list[str]:
+    out = [
+        "## 2. Engine overhead (Confide on the simulation engine vs a plain in-process loop)",
+        "",
+        "Same generated data, model, rounds, local epochs and DP; the plain loop "
+        "(`benchmarks/plain_fedavg.py`) calls the same `NodeRuntime.train/evaluate` and averages "
+        "state dicts like FedAvg, on one thread, node after node; Confide runs its nodes as "
+        "Ray workers (`simulation.client_cpus=1`: two at a time on two cores). Steady state = "
+        "median of rounds 2..R. Baselines off in both. Target: steady-state round <= "
+        f"{r['target_ratio_10_nodes']}x the plain loop at 10 nodes.",
+        "",
+        "| nodes | rows | rounds | plain total (s) | Confide total (s) | total x | "
+        "plain round (s) | Confide round (s) | round x | Confide round 1 (s) | "
+        "Confide outside rounds (s) | same AUC | target met |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|",
+    ]
+    for n, e in r["sizes"].items():
+        c = e["confide"]
+        plain_total = sorted(p["total_s"] for p in e["plain"])[len(e["plain"]) // 2]
+        plain_round = e["confide"]["steady_round_s"] / e["ratio_steady_round"]
+        out.append(
+            f"| {n} | {e['rows']:,} | {e['rounds']} | {_f(plain_total, 1)} | "
+            f"{_f(c['total_s'], 1)} | {_f(e['ratio_total'], 2)} | {_f(plain_round, 3)} | "
+            f"{_f(c['steady_round_s'], 3)} | {_f(e['ratio_steady_round'], 2)} | "
+            f"{_f(c['round_s'][0] if c['round_s'] else None, 1)} | "
+            f"{_f(c['outside_rounds_s'], 1)} | {_f(e['same_auc_within_0_01'])} | "
+            f"{_f(e['target_met']) if 'target_met' in e else '-'} |"
+        )
+    return out
+
+
+def _privacy(r: dict[str, Any]) -> list[str]:
+    out = [
+        "## 3. Privacy throughput (`benchmarks/privacy_throughput.py`)",
+        "",
+        f"{r['rows']:,} generated transaction rows ({r['customers']:,} customers).",
+        "",
+        "| transform | rows/s | target | met |",
+        "|---|---:|---:|:---:|",
+    ]
+    for name, rate in r["per_transform_rows_per_s"].items():
+        target = r["targets_rows_per_s"][name]
+        out.append(f"| {name} | {rate:,.0f} | {target:,} | {_f(rate >= target)} |")
+    out += [
+        "",
+        "| end to end (`apply_file`, CSV in/out) | chunksize | rows/s | live peak / chunk |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, e in r["end_to_end"].items():
+        out.append(
+            f"| {label} | {e['chunksize']:,} | {e['rows_per_s']:,.0f} | "
+            f"{_f(e['live_over_chunk'], 1)} |"
+        )
+    out += ["", f"Chunked memory target met: {_f(r['memory_target_met'])}."]
+    return out
+
+
+def _scale(r: dict[str, Any], engine: dict[str, Any] | None) -> list[str]:
+    o = r["one_node"]
+    out = [
+        "## 4. Scale",
+        "",
+        "| one node | rows | features | model / mode | DP epoch (s) | no-DP epoch (s) | DP x | "
+        "data (MiB) | RSS before training (MiB) | DP-epoch peak RSS (MiB) | peak above RSS "
+        "before the data (MiB) | that / data | "
+        "Poisson sampler share of DP epoch |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| generated, encoded | {o['rows']:,} | {o['features']} | {o['model']} / "
+        f"{o['grad_sample_mode']} | {_f(o['dp_epoch_s'], 1)} | {_f(o['no_dp_epoch_s'], 1)} | "
+        f"{_f(o['dp_ratio'], 2)} | {_f(o['data_mib'], 0)} | "
+        f"{_f(o['rss_before_training_mib'], 0)} | "
+        f"{_f(o['dp_epoch_peak_rss_mib'], 0)} | "
+        f"{_f(o['peak_above_baseline_mib'], 0)} | {_f(o['peak_above_baseline_over_data'], 1)} | "
+        f"{_f(o['poisson_sampler_share_of_dp_epoch'], 2)} |",
+    ]
+    fifty = (engine or {}).get("sizes", {}).get("50")
+    if fifty:
+        c = fifty["confide"]
+        out += [
+            "",
+            f"50 simulated nodes ({fifty['rows']:,} rows) x {fifty['rounds']} rounds on the "
+            f"simulation engine: **{c['status']}** in {_f(c['total_s'], 1)} s "
+            f"(steady round {_f(c['steady_round_s'], 2)} s; max epsilon per node "
+            f"{_f(c['max_epsilon'], 2)}).",
+        ]
+    return out
+
+
+def _utility(r: dict[str, Any]) -> list[str]:
+    out = [
+        "## 5. Utility on the default federation (`confide simulate`, shipped config)",
+        "",
+        f"Run {r['status']} in {_f(r['wall_s'], 1)} s ({r['rounds']} rounds, epsilon target "
+        f"{r['epsilon_target']} per node).",
+        "",
+        "| model | pooled test ROC-AUC | epsilon |",
+        "|---|---:|---:|",
+        f"| federated (global) | {_f(r['global_roc_auc'])} | per node, below |",
+        f"| centralised, no DP | {_f(r['centralised_roc_auc'])} | - |",
+        f"| centralised, DP | {_f(r['centralised_dp_roc_auc'])} | "
+        f"{_f(r['centralised_dp_epsilon'], 2)} |",
+    ]
+    for name, local in r["local_only"].items():
+        out.append(
+            f"| local only: {name} | {_f(local['pooled_roc_auc'])} | {_f(local['epsilon'], 2)} |"
+        )
+    out += [
+        "",
+        "| node | rows | epsilon spent | global model on own test AUC | "
+        "local-only on own test AUC |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, n in r["nodes"].items():
+        out.append(
+            f"| {name} | {n['rows']:,} | {_f(n['epsilon'], 3)} | "
+            f"{_f(n['global_model_own_test_roc_auc'])} | {_f(n['local_only_own_test_roc_auc'])} |"
+        )
+    return out
+
+
+def render(results: dict[str, Any], notes: list[str]) -> str:
+    """The whole page: machine, one section per benchmark that ran, then the notes."""
+    meta = results["meta"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m benchmarks` (raw numbers: `benchmarks/results/*.json`). "
+        "Timings are ratios of measurements taken in this one run.",
+        "",
+        *_machine(results["machine"], meta),
+        "",
+    ]
+    if "dp_overhead" in results:
+        lines += [*_dp(results["dp_overhead"]), ""]
+    if "engine_overhead" in results:
+        lines += [*_engine(results["engine_overhead"]), ""]
+    if "privacy_throughput" in results:
+        lines += [*_privacy(results["privacy_throughput"]), ""]
+    if "scale" in results:
+        lines += [*_scale(results["scale"], results.get("engine_overhead")), ""]
+    if "utility" in results:
+        lines += [*_utility(results["utility"]), ""]
+    if notes:
+        lines += ["## Targets and findings", "", *notes, ""]
+    return "\n".join(lines)

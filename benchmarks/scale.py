@@ -1,0 +1,149 @@
+"""Scale: one node with 1,000,000 rows x 40 features, a DP epoch and a non-private one.
+
+The rows are generated at run time in a fresh process (so its peak resident memory is this
+benchmark's alone): 24 skewed numeric features scaled to [0, 1] as the task encoding does, three
+one-hot categoricals (6 + 5 + 5 levels) and a label from a logistic ground truth with a 20%
+positive rate. The model, batch size, clipping and epsilon are the shipped defaults. The
+50 nodes x 20 rounds run is the 50-node engine benchmark (``benchmarks.engine_overhead``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["generate_encoded", "run"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate_encoded(n_rows: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """``n_rows`` x 40 encoded customer rows (float32) and their 0/1 labels."""
+    rng = np.random.default_rng(seed)
+    numeric = rng.lognormal(mean=0.0, sigma=1.0, size=(n_rows, 24))
+    numeric = np.log1p(numeric) / np.log1p(numeric).max(axis=0)  # log1p + declared-bound scaling
+    blocks = [numeric.astype(np.float32)]
+    for levels in (6, 5, 5):
+        codes = rng.choice(levels, size=n_rows, p=rng.dirichlet(np.ones(levels)))
+        blocks.append(np.eye(levels, dtype=np.float32)[codes])
+    x = np.ascontiguousarray(np.concatenate(blocks, axis=1))
+    weights = rng.normal(0.0, 1.5, size=x.shape[1])
+    logit = x @ weights
+    low, high = -50.0, 50.0  # intercept for a 20% positive rate
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if (1 / (1 + np.exp(-(logit + mid)))).mean() < 0.2 else (low, mid)
+    logit += (low + high) / 2
+    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    return x, y
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm", encoding="utf-8") as fh:
+        import os
+
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _child(n_rows: int) -> dict[str, Any]:
+    """In a fresh process: generate, then time one DP and one non-private epoch."""
+    import torch
+
+    from benchmarks.common import base_config
+    from confide.job import parse_job
+    from modeling.dp_training import calibrate, epsilon_for_history, train_local
+    from modeling.factory import build_model
+
+    torch.set_num_threads(1)
+    job = parse_job(base_config())
+    rss_baseline = _rss_mib()
+    start = time.perf_counter()
+    x, y = generate_encoded(n_rows)
+    generate_s = time.perf_counter() - start
+    train = replace(job.train, local_epochs=1)
+    state = calibrate(job.dp, len(y), train, job.rounds)
+    epsilon_for_history([(state.noise_multiplier, state.sample_rate, 1)], 1e-5, "rdp")
+    warm = calibrate(job.dp, 2000, train, job.rounds)  # warm Opacus up on a small slice
+    train_local(build_model(job.model_net, x.shape[1]), x[:2000], y[:2000], train, job.dp, warm, 0)
+    rss_before = _rss_mib()
+    model = build_model(job.model_net, x.shape[1], seed=0)
+    peak, done = [rss_before], threading.Event()
+
+    def poll() -> None:  # resident memory during the DP epoch, every 5 ms
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    dp_s = time.perf_counter()
+    result = train_local(model, x, y, train, job.dp, state, seed=1)
+    dp_s = time.perf_counter() - dp_s
+    done.set()
+    watcher.join()
+    peak_process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model = build_model(job.model_net, x.shape[1], seed=0)
+    plain_s = time.perf_counter()
+    train_local(model, x, y, train, replace(job.dp, enabled=False), None, seed=1)
+    plain_s = time.perf_counter() - plain_s
+    # Opacus's Poisson sampler draws one uniform number per row for every step
+    sampler = []
+    for _ in range(20):
+        t = time.perf_counter()
+        (torch.rand(n_rows) < state.sample_rate).nonzero().reshape(-1).tolist()
+        sampler.append(time.perf_counter() - t)
+    data_mib = (x.nbytes + y.nbytes) / 2**20
+    return {
+        "rows": n_rows,
+        "features": int(x.shape[1]),
+        "positive_rate": float(y.mean()),
+        "model": job.model_name,
+        "grad_sample_mode": job.dp.grad_sample_mode,
+        "batch_size": train.batch_size,
+        "steps_per_epoch": result.steps,
+        "generate_s": generate_s,
+        "dp_epoch_s": dp_s,
+        "no_dp_epoch_s": plain_s,
+        "dp_ratio": dp_s / plain_s,
+        "data_mib": data_mib,
+        "rss_before_data_mib": rss_baseline,
+        "rss_before_training_mib": rss_before,
+        "dp_epoch_peak_rss_mib": peak[0],
+        "dp_epoch_peak_above_pre_training_mib": peak[0] - rss_before,
+        "process_peak_rss_mib": peak_process,  # includes generating the data
+        "peak_above_baseline_mib": peak[0] - rss_baseline,
+        "peak_above_baseline_over_data": (peak[0] - rss_baseline) / data_mib,
+        "poisson_sampler_s_per_step": float(np.median(sampler)),
+        "poisson_sampler_share_of_dp_epoch": float(np.median(sampler)) * result.steps / dp_s,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """The one-node scale benchmark in a subprocess (1,000,000 rows; 100,000 with ``quick``)."""
+    rows = 100_000 if quick else 1_000_000
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--rows", str(rows)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"scale benchmark failed:\n{proc.stderr[-4000:]}")
+    return {"one_node": json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="one large node: DP epoch time, peak memory")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    print(json.dumps(_child(parser.parse_args().rows)))
