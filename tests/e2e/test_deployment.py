@@ -123,7 +123,9 @@ def test_killed_node_run_completes_ledger_intact_and_node_rejoins(federation, or
     federation.start_superlink()
     for name in ("shop_a", "shop_b", "shop_c"):
         federation.start_supernode(name, _node_config(root, name))
-    config = _config(conf, ["rounds=3", "run.timeout_s=25"])
+    # 60 s: round 1 cold-starts a flwr-clientapp process per node (torch, Opacus, Flower
+    # imports) on 2 cores; later rounds wait this long for the killed node.
+    config = _config(conf, ["rounds=3", "run.timeout_s=60"])
     assert federation.certs is not None
     started = start_run(
         config, federation.address, federation.certs.ca_cert, False, tmp_path / "runs"
