@@ -92,10 +92,11 @@ def generate(n_rows: int, seed: int = 7) -> pd.DataFrame:
     # national IDs: region + birth date + sequence + MOD 11-2 check character
     region = rng.choice(np.array([110105, 310115, 440305, 330106, 510107, 420106]), n_cust)
     born = np.datetime64("1950-01-01") + rng.integers(0, 20_000, n_cust).astype("timedelta64[D]")
-    body = np.char.add(np.char.add(region.astype(str),
-                                   pd.DatetimeIndex(born).strftime("%Y%m%d").to_numpy(str)),
-                       _rows_to_str(_digits(rng, n_cust, 3)))
-    d = (np.frombuffer("".join(body).encode(), dtype=np.uint8).reshape(n_cust, 17) - 48)
+    body = np.char.add(
+        np.char.add(region.astype(str), pd.DatetimeIndex(born).strftime("%Y%m%d").to_numpy(str)),
+        _rows_to_str(_digits(rng, n_cust, 3)),
+    )
+    d = np.frombuffer("".join(body).encode(), dtype=np.uint8).reshape(n_cust, 17) - 48
     w = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
     nid = np.char.add(body, np.array(list("10X98765432"))[(d * w).sum(1) % 11])
     # bank cards: 6222 + 11 digits + Luhn check digit
@@ -103,17 +104,22 @@ def generate(n_rows: int, seed: int = 7) -> pd.DataFrame:
     dbl = cb[:, ::-1][:, ::2] * 2
     total = (dbl - 9 * (dbl > 9)).sum(1) + cb[:, ::-1][:, 1::2].sum(1)
     card = np.char.add(_rows_to_str(cb), ((10 - total % 10) % 10).astype(str))
-    mobile = np.char.add(rng.choice(np.array(["138", "139", "150", "186", "177"]), n_cust),
-                         _rows_to_str(_digits(rng, n_cust, 8)))
+    mobile = np.char.add(
+        rng.choice(np.array(["138", "139", "150", "186", "177"]), n_cust),
+        _rows_to_str(_digits(rng, n_cust, 8)),
+    )
     cust = np.char.add("C", np.char.zfill(np.arange(n_cust).astype(str), 8))
-    email = np.char.add(np.char.add("user", np.arange(n_cust).astype(str)),
-                        rng.choice(np.array(["@qq.com", "@163.com", "@example.cn"]), n_cust))
+    email = np.char.add(
+        np.char.add("user", np.arange(n_cust).astype(str)),
+        rng.choice(np.array(["@qq.com", "@163.com", "@example.cn"]), n_cust),
+    )
     provs = [p for p in _CITIES]
     prov = rng.integers(0, len(provs), n_cust)
     city = np.array([_CITIES[provs[i]].split()[0] for i in range(len(provs))])[prov]
-    addr = np.char.add(np.char.add(np.array(provs)[prov], np.char.add(city, "市")),
-                       np.char.add(np.char.add("某区幸福路", rng.integers(1, 999, n_cust)
-                                               .astype(str)), "号"))
+    addr = np.char.add(
+        np.char.add(np.array(provs)[prov], np.char.add(city, "市")),
+        np.char.add(np.char.add("某区幸福路", rng.integers(1, 999, n_cust).astype(str)), "号"),
+    )
     assert set(np.array(provs)) <= set(PROVINCES)
     who = rng.integers(0, n_cust, n_rows)
     day = np.datetime64("2023-01-01") + rng.integers(0, 730, n_rows).astype("timedelta64[D]")
@@ -121,15 +127,23 @@ def generate(n_rows: int, seed: int = 7) -> pd.DataFrame:
     def col(a: np.ndarray) -> pd.Series:
         return pd.Series(a[who], dtype="str")
 
-    return pd.DataFrame({
-        "customer_id": col(cust), "mobile": col(mobile), "address": col(addr),
-        "email": col(email), "bank_card": col(card), "national_id": col(nid),
-        "age": pd.Series(rng.integers(18, 80, n_cust)[who]).astype("str"),
-        "amount": pd.Series(np.round(rng.gamma(2.0, 80.0, n_rows), 2)).astype("str"),
-        "txn_date": pd.Series(np.datetime_as_string(day, unit="D"), dtype="str"),
-        "channel": pd.Series(rng.choice(np.array(["app", "store", "web"]), n_rows), dtype="str"),
-        "churned": pd.Series(rng.integers(0, 2, n_rows)).astype("str"),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": col(cust),
+            "mobile": col(mobile),
+            "address": col(addr),
+            "email": col(email),
+            "bank_card": col(card),
+            "national_id": col(nid),
+            "age": pd.Series(rng.integers(18, 80, n_cust)[who]).astype("str"),
+            "amount": pd.Series(np.round(rng.gamma(2.0, 80.0, n_rows), 2)).astype("str"),
+            "txn_date": pd.Series(np.datetime_as_string(day, unit="D"), dtype="str"),
+            "channel": pd.Series(
+                rng.choice(np.array(["app", "store", "web"]), n_rows), dtype="str"
+            ),
+            "churned": pd.Series(rng.integers(0, 2, n_rows)).astype("str"),
+        }
+    )
 
 
 def _rate(fn, n: int, repeat: int = 2) -> float:
@@ -145,20 +159,26 @@ def per_transform(df: pd.DataFrame, ring: Keyring) -> dict[str, float]:
     ds, n = "bench_transactions", len(df)
     cases = {
         "mask:mobile": lambda: mask_series(df["mobile"], "mobile"),
-        "generalize:address_to_province":
-            lambda: generalize_series(df["address"], "address_to_province"),
+        "generalize:address_to_province": lambda: generalize_series(
+            df["address"], "address_to_province"
+        ),
         "generalize:age_band": lambda: generalize_series(df["age"], "age_band"),
-        "generalize:numeric_bins":
-            lambda: generalize_series(df["amount"], "numeric_bins", (0, 50, 200, 1000)),
+        "generalize:numeric_bins": lambda: generalize_series(
+            df["amount"], "numeric_bins", (0, 50, 200, 1000)
+        ),
         "generalize:date_month": lambda: generalize_series(df["txn_date"], "date_month"),
-        "pseudonymize (customer_id)":
-            lambda: pseudonymize_series(df["customer_id"], ring, ds, "customer_id"),
-        "encrypt:deterministic AES-SIV (email)":
-            lambda: encrypt_deterministic_series(df["email"], ring, ds, "email"),
-        "encrypt:randomized AES-GCM (bank_card)":
-            lambda: encrypt_randomized_series(df["bank_card"], ring, ds, "bank_card"),
-        "encrypt:randomized AES-GCM (national_id)":
-            lambda: encrypt_randomized_series(df["national_id"], ring, ds, "national_id"),
+        "pseudonymize (customer_id)": lambda: pseudonymize_series(
+            df["customer_id"], ring, ds, "customer_id"
+        ),
+        "encrypt:deterministic AES-SIV (email)": lambda: encrypt_deterministic_series(
+            df["email"], ring, ds, "email"
+        ),
+        "encrypt:randomized AES-GCM (bank_card)": lambda: encrypt_randomized_series(
+            df["bank_card"], ring, ds, "bank_card"
+        ),
+        "encrypt:randomized AES-GCM (national_id)": lambda: encrypt_randomized_series(
+            df["national_id"], ring, ds, "national_id"
+        ),
     }
     return {name: _rate(fn, n) for name, fn in cases.items()}
 
@@ -196,9 +216,23 @@ print(json.dumps({"rows": stats.rows, "chunks": stats.chunks, "seconds": stats.s
 
 
 def _child(data: Path, policy: Path, keys: Path, out: Path, chunk: int, mode: str) -> dict:
-    res = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), str(keys), str(policy),
-                          str(data), str(out), str(chunk), mode], capture_output=True, text=True,
-                         check=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(ROOT),
+            str(keys),
+            str(policy),
+            str(data),
+            str(out),
+            str(chunk),
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -229,11 +263,19 @@ def machine() -> dict:
         pass
     import cryptography
     import pyarrow
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": model or platform.processor(), "cpus_available": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "pandas": pd.__version__, "numpy": np.__version__, "pyarrow": pyarrow.__version__,
-            "cryptography": cryptography.__version__}
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": model or platform.processor(),
+        "cpus_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "pyarrow": pyarrow.__version__,
+        "cryptography": cryptography.__version__,
+    }
 
 
 def write_markdown(res: dict, path: Path) -> None:
@@ -251,17 +293,26 @@ def write_markdown(res: dict, path: Path) -> None:
     for name, rate in res["per_transform_rows_per_s"].items():
         target = TARGETS[name]
         lines.append(f"| {name} | {rate:,.0f} | {target:,} | {'yes' if rate >= target else 'NO'} |")
-    lines += ["", "| end to end (`apply_file`, CSV in/out) | chunksize | rows/s | seconds | "
-              "one chunk (MiB) | live peak (MiB) | live / chunk | RSS over baseline (MiB) | "
-              "RSS / chunk |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| end to end (`apply_file`, CSV in/out) | chunksize | rows/s | seconds | "
+        "one chunk (MiB) | live peak (MiB) | live / chunk | RSS over baseline (MiB) | "
+        "RSS / chunk |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, r in res["end_to_end"].items():
-        lines.append(f"| {label} | {r['chunksize']:,} | {r['rows_per_s']:,.0f} | "
-                     f"{r['seconds']:.1f} | {r['chunk_mib']:.0f} | {r['live_peak_mib']:.0f} | "
-                     f"{r['live_over_chunk']:.1f} | {r['rss_over_baseline_mib']:.0f} | "
-                     f"{r['rss_over_chunk']:.1f} |")
-    lines += ["", f"Memory target (chunked live peak <= 3x one chunk + {WRITER_MIB} MiB writer): "
-              f"{'met' if res['memory_target_met'] else 'NOT met'}. {res['memory_note']}.", ""]
+        lines.append(
+            f"| {label} | {r['chunksize']:,} | {r['rows_per_s']:,.0f} | "
+            f"{r['seconds']:.1f} | {r['chunk_mib']:.0f} | {r['live_peak_mib']:.0f} | "
+            f"{r['live_over_chunk']:.1f} | {r['rss_over_baseline_mib']:.0f} | "
+            f"{r['rss_over_chunk']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Memory target (chunked live peak <= 3x one chunk + {WRITER_MIB} MiB writer): "
+        f"{'met' if res['memory_target_met'] else 'NOT met'}. {res['memory_note']}.",
+        "",
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -289,22 +340,26 @@ def main() -> None:
             e2e[label] = r
     chunked = e2e["chunked"]
     res = {
-        "rows": args.rows, "customers": max(1, args.rows // 4), "generate_seconds": gen_s,
-        "machine": machine(), "per_transform_rows_per_s": rates,
+        "rows": args.rows,
+        "customers": max(1, args.rows // 4),
+        "generate_seconds": gen_s,
+        "machine": machine(),
+        "per_transform_rows_per_s": rates,
         "targets_rows_per_s": TARGETS,
         "targets_met": {k: rates[k] >= v for k, v in TARGETS.items()},
         "end_to_end": e2e,
         "memory_target_met": chunked["live_peak_mib"] <= 3 * chunked["chunk_mib"] + WRITER_MIB,
         "memory_note": "live peak = tracemalloc peak (Python objects and NumPy buffers) + peak "
-                       "Arrow pool bytes (polled every 2 ms), both upper bounds summed; RSS = "
-                       "highest resident set above the RSS just before apply_file (includes "
-                       "allocator retention); one chunk = pandas memory_usage(deep=True) of the "
-                       f"raw chunk; output writer allowance {WRITER_MIB} MiB",
+        "Arrow pool bytes (polled every 2 ms), both upper bounds summed; RSS = "
+        "highest resident set above the RSS just before apply_file (includes "
+        "allocator retention); one chunk = pandas memory_usage(deep=True) of the "
+        f"raw chunk; output writer allowance {WRITER_MIB} MiB",
         "self_rusage_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "privacy_throughput.json").write_text(json.dumps(res, indent=2) + "\n",
-                                                     encoding="utf-8")
+    (RESULTS / "privacy_throughput.json").write_text(
+        json.dumps(res, indent=2) + "\n", encoding="utf-8"
+    )
     write_markdown(res, RESULTS / "privacy_throughput.md")
     print((RESULTS / "privacy_throughput.md").read_text(encoding="utf-8"))
 

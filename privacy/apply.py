@@ -70,11 +70,18 @@ def _require_keyring(policy: Policy, keyring: Keyring | None, cols: list[ColumnR
         c = cols[0]
         raise KeyMaterialError(
             f"{policy.source}: column '{c.name}' needs a key (transform {c.transform}) but no "
-            f"keyring was given; set {ENV_KEYRING_FILE} or pass --keys")
+            f"keyring was given; set {ENV_KEYRING_FILE} or pass --keys"
+        )
 
 
-def transform_column(s: pd.Series, col: ColumnRule, dataset: str, keyring: Keyring | None,
-                     *, check_cardinality: bool = True) -> pd.Series:
+def transform_column(
+    s: pd.Series,
+    col: ColumnRule,
+    dataset: str,
+    keyring: Keyring | None,
+    *,
+    check_cardinality: bool = True,
+) -> pd.Series:
     """Apply one column rule's transform to ``s`` (``drop`` is handled by the caller)."""
     spec = col.spec
     if spec.family == "keep":
@@ -84,28 +91,41 @@ def transform_column(s: pd.Series, col: ColumnRule, dataset: str, keyring: Keyri
     if spec.family == "generalize":
         return generalize_series(s, spec.kind, spec.args, column=col.name)
     if keyring is None:
-        raise KeyMaterialError(f"column '{col.name}' needs a key (transform {col.transform}) "
-                               f"but no keyring was given; set {ENV_KEYRING_FILE} or pass --keys")
+        raise KeyMaterialError(
+            f"column '{col.name}' needs a key (transform {col.transform}) "
+            f"but no keyring was given; set {ENV_KEYRING_FILE} or pass --keys"
+        )
     if spec.family == "pseudonymize":
         return pseudonymize_series(s, keyring, dataset, col.name)
     if spec.kind == "deterministic":
-        return encrypt_deterministic_series(s, keyring, dataset, col.name,
-                                            check=check_cardinality)
+        return encrypt_deterministic_series(s, keyring, dataset, col.name, check=check_cardinality)
     return encrypt_randomized_series(s, keyring, dataset, col.name)
 
 
-def apply_policy(df: pd.DataFrame, policy: Policy, keyring: Keyring | None = None,
-                 source: str = "<data>", *, check_cardinality: bool = True) -> pd.DataFrame:
+def apply_policy(
+    df: pd.DataFrame,
+    policy: Policy,
+    keyring: Keyring | None = None,
+    source: str = "<data>",
+    *,
+    check_cardinality: bool = True,
+) -> pd.DataFrame:
     """Check the schema, transform every column, drop ``drop`` columns (policy order)."""
     return _apply(df, policy, keyring, source, check_cardinality, consume=False)
 
 
-def _apply(df: pd.DataFrame, policy: Policy, keyring: Keyring | None, source: str,
-           check_cardinality: bool, *, consume: bool) -> pd.DataFrame:
+def _apply(
+    df: pd.DataFrame,
+    policy: Policy,
+    keyring: Keyring | None,
+    source: str,
+    check_cardinality: bool,
+    *,
+    consume: bool,
+) -> pd.DataFrame:
     """``consume=True`` removes each input column from ``df`` once transformed (less memory)."""
     policy.check_columns(list(df.columns), source)
-    _require_keyring(policy, keyring,
-                     [c for c in policy.columns.values() if c.spec.needs_key])
+    _require_keyring(policy, keyring, [c for c in policy.columns.values() if c.spec.needs_key])
     index = df.index
     out: dict[str, pd.Series] = {}
     for col in policy.columns.values():
@@ -113,8 +133,9 @@ def _apply(df: pd.DataFrame, policy: Policy, keyring: Keyring | None, source: st
         if col.spec.family == "drop":
             continue
         try:
-            out[col.name] = transform_column(s, col, policy.dataset, keyring,
-                                             check_cardinality=check_cardinality)
+            out[col.name] = transform_column(
+                s, col, policy.dataset, keyring, check_cardinality=check_cardinality
+            )
         except TransformError as exc:
             raise TransformError(f"{source}: {exc}") from None
         del s
@@ -128,8 +149,9 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
-def _read_chunks(path: Path, chunksize: int) -> tuple[list[str], pa.Schema | None,
-                                                      Iterator[pd.DataFrame]]:
+def _read_chunks(
+    path: Path, chunksize: int
+) -> tuple[list[str], pa.Schema | None, Iterator[pd.DataFrame]]:
     if not path.is_file():
         raise SchemaError(f"{path}: input data file not found")
     if _is_parquet(path):
@@ -140,8 +162,10 @@ def _read_chunks(path: Path, chunksize: int) -> tuple[list[str], pa.Schema | Non
     try:
         header = pd.read_csv(path, nrows=0, encoding="utf-8")
     except (pd.errors.EmptyDataError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise SchemaError(f"{path}: cannot read CSV header ({type(exc).__name__}); "
-                          "expected UTF-8 CSV with a header row") from None
+        raise SchemaError(
+            f"{path}: cannot read CSV header ({type(exc).__name__}); "
+            "expected UTF-8 CSV with a header row"
+        ) from None
     names = [str(c) for c in header.columns]
     return names, None, _csv_chunks(path, names, chunksize)
 
@@ -159,7 +183,9 @@ def _csv_chunks(path: Path, names: list[str], chunksize: int) -> Iterator[pd.Dat
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.large_string()),
-                strings_can_be_null=True, null_values=[""]),
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
         )
         pending: list[pa.RecordBatch] = []
         rows = 0
@@ -175,8 +201,10 @@ def _csv_chunks(path: Path, names: list[str], chunksize: int) -> Iterator[pd.Dat
         if rows:
             yield _to_frame(_drain(pending))
     except pa.ArrowInvalid:  # Arrow's message may quote row contents: not repeated here
-        raise SchemaError(f"{path}: malformed CSV (rule: schema); expected UTF-8 CSV with the "
-                          "same number of fields on every row and rows under 256 KiB") from None
+        raise SchemaError(
+            f"{path}: malformed CSV (rule: schema); expected UTF-8 CSV with the "
+            "same number of fields on every row and rows under 256 KiB"
+        ) from None
 
 
 def _drain(batches: list) -> list:
@@ -188,8 +216,12 @@ def _drain(batches: list) -> list:
 
 def _to_frame(batches: list[pa.RecordBatch]) -> pd.DataFrame:
     table = pa.Table.from_batches(batches)
-    return pd.DataFrame({name: pd.Series(col.to_pandas().array, dtype="str")
-                         for name, col in zip(table.column_names, table.columns, strict=True)})
+    return pd.DataFrame(
+        {
+            name: pd.Series(col.to_pandas().array, dtype="str")
+            for name, col in zip(table.column_names, table.columns, strict=True)
+        }
+    )
 
 
 class _Writer:
@@ -203,8 +235,11 @@ class _Writer:
     def write(self, df: pd.DataFrame) -> None:
         if not self.parquet:
             table = pa.Table.from_pandas(df, preserve_index=False)
-            pacsv.write_csv(table, self.fh, pacsv.WriteOptions(include_header=self._header,
-                                                               quoting_style="needed"))
+            pacsv.write_csv(
+                table,
+                self.fh,
+                pacsv.WriteOptions(include_header=self._header, quoting_style="needed"),
+            )
             self._header = False
             return
         table = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
@@ -219,8 +254,9 @@ class _Writer:
             self._pq.close()
 
 
-def _out_schema(columns: list[str], in_schema: pa.Schema | None,
-                passthrough: Callable[[str], bool]) -> pa.Schema:
+def _out_schema(
+    columns: list[str], in_schema: pa.Schema | None, passthrough: Callable[[str], bool]
+) -> pa.Schema:
     fields = []
     for c in columns:
         if in_schema is not None and passthrough(c):
@@ -230,10 +266,16 @@ def _out_schema(columns: list[str], in_schema: pa.Schema | None,
     return pa.schema(fields)
 
 
-def _run(in_path: Path, out_path: Path, chunksize: int, check_header: Callable[[list[str]], None],
-         out_columns: list[str], passthrough: Callable[[str], bool],
-         fn: Callable[[pd.DataFrame], pd.DataFrame], finish: Callable[[], None] | None = None,
-         ) -> ApplyStats:
+def _run(
+    in_path: Path,
+    out_path: Path,
+    chunksize: int,
+    check_header: Callable[[list[str]], None],
+    out_columns: list[str],
+    passthrough: Callable[[str], bool],
+    fn: Callable[[pd.DataFrame], pd.DataFrame],
+    finish: Callable[[], None] | None = None,
+) -> ApplyStats:
     if chunksize < 1:
         raise PrivacyError(f"chunksize must be a positive integer, got {chunksize}")
     in_path, out_path = Path(in_path), Path(out_path)
@@ -248,8 +290,9 @@ def _run(in_path: Path, out_path: Path, chunksize: int, check_header: Callable[[
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            writer = _Writer(fh, _is_parquet(out_path),
-                             _out_schema(out_columns, in_schema, passthrough))
+            writer = _Writer(
+                fh, _is_parquet(out_path), _out_schema(out_columns, in_schema, passthrough)
+            )
             for chunk in chunks:
                 stats.rows += len(chunk)
                 stats.chunks += 1
@@ -286,8 +329,9 @@ class _CardinalityTracker:
             self.nonnull[name] += int(out[name].notna().sum())
             for start in range(0, len(arr), SLICE):  # bounded Python objects per step
                 part = arr.slice(start, SLICE).to_numpy(zero_copy_only=False)
-                self.hashes[name] = np.union1d(self.hashes[name],
-                                               pd.util.hash_array(part.astype(object)))
+                self.hashes[name] = np.union1d(
+                    self.hashes[name], pd.util.hash_array(part.astype(object))
+                )
 
     def check(self, source: str) -> None:
         for name, h in self.hashes.items():
@@ -301,9 +345,13 @@ def _as_policy(policy: Policy | str | Path) -> Policy:
     return policy if isinstance(policy, Policy) else load_policy(policy)
 
 
-def apply_file(policy: Policy | str | Path, in_path: str | Path, out_path: str | Path,
-               keyring: Keyring | None = None, chunksize: int = DEFAULT_CHUNKSIZE
-               ) -> ApplyStats:
+def apply_file(
+    policy: Policy | str | Path,
+    in_path: str | Path,
+    out_path: str | Path,
+    keyring: Keyring | None = None,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+) -> ApplyStats:
     """Apply ``policy`` to a CSV/Parquet file, chunk by chunk, writing ``out_path`` atomically."""
     pol = _as_policy(policy)
     _require_keyring(pol, keyring, [c for c in pol.columns.values() if c.spec.needs_key])
@@ -316,10 +364,16 @@ def apply_file(policy: Policy | str | Path, in_path: str | Path, out_path: str |
         tracker.add(out)
         return out
 
-    stats = _run(Path(in_path), Path(out_path), chunksize,
-                 lambda cols: pol.check_columns(cols, src), pol.output_columns,
-                 lambda c: pol.columns[c].spec.family == "keep", fn,
-                 lambda: tracker.check(src))
+    stats = _run(
+        Path(in_path),
+        Path(out_path),
+        chunksize,
+        lambda cols: pol.check_columns(cols, src),
+        pol.output_columns,
+        lambda c: pol.columns[c].spec.family == "keep",
+        fn,
+        lambda: tracker.check(src),
+    )
     stats.transforms = {c.name: c.transform for c in pol.columns.values()}
     return stats
 
@@ -332,12 +386,20 @@ def _applied_header(pol: Policy, src: str) -> Callable[[list[str]], None]:
             raise SchemaError(
                 f"{src}: columns do not match the output of policy {pol.source} "
                 f"(unexpected: {', '.join(extra) or '-'}; missing: {', '.join(missing) or '-'}) "
-                "(rule: schema)")
+                "(rule: schema)"
+            )
+
     return check
 
 
-def _crypto_file(pol: Policy, in_path, out_path, keyring: Keyring, chunksize: int,
-                 op: Callable[[pd.Series, ColumnRule, str], pd.Series]) -> ApplyStats:
+def _crypto_file(
+    pol: Policy,
+    in_path,
+    out_path,
+    keyring: Keyring,
+    chunksize: int,
+    op: Callable[[pd.Series, ColumnRule, str], pd.Series],
+) -> ApplyStats:
     src = str(in_path)
     enc = [c for c in pol.columns.values() if c.spec.family == "encrypt"]
 
@@ -348,19 +410,30 @@ def _crypto_file(pol: Policy, in_path, out_path, keyring: Keyring, chunksize: in
         return out
 
     enc_names = {c.name for c in enc}
-    return _run(Path(in_path), Path(out_path), chunksize, _applied_header(pol, src),
-                pol.output_columns, lambda c: c not in enc_names, fn)
+    return _run(
+        Path(in_path),
+        Path(out_path),
+        chunksize,
+        _applied_header(pol, src),
+        pol.output_columns,
+        lambda c: c not in enc_names,
+        fn,
+    )
 
 
-def decrypt_file(policy: Policy | str | Path, in_path: str | Path, out_path: str | Path,
-                 keyring: Keyring, chunksize: int = DEFAULT_CHUNKSIZE) -> ApplyStats:
+def decrypt_file(
+    policy: Policy | str | Path,
+    in_path: str | Path,
+    out_path: str | Path,
+    keyring: Keyring,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+) -> ApplyStats:
     """Owner-side: decrypt the encrypt:* columns of a file produced by :func:`apply_file`.
 
     Pseudonyms, masks and generalisations are one-way and stay as they are.
     """
     pol = _as_policy(policy)
-    _require_keyring(pol, keyring, [c for c in pol.columns.values()
-                                    if c.spec.family == "encrypt"])
+    _require_keyring(pol, keyring, [c for c in pol.columns.values() if c.spec.family == "encrypt"])
 
     def op(s: pd.Series, c: ColumnRule, src: str) -> pd.Series:
         return decrypt_series(s, keyring, pol.dataset, c.name, mode=c.spec.kind, source=src)
@@ -368,15 +441,19 @@ def decrypt_file(policy: Policy | str | Path, in_path: str | Path, out_path: str
     return _crypto_file(pol, in_path, out_path, keyring, chunksize, op)
 
 
-def rotate_file(policy: Policy | str | Path, in_path: str | Path, out_path: str | Path,
-                keyring: Keyring, chunksize: int = DEFAULT_CHUNKSIZE) -> ApplyStats:
+def rotate_file(
+    policy: Policy | str | Path,
+    in_path: str | Path,
+    out_path: str | Path,
+    keyring: Keyring,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+) -> ApplyStats:
     """Re-encrypt the encrypt:* columns under the keyring's active key (old ids must remain).
 
     Pseudonym columns cannot be re-keyed without the raw values and are left unchanged.
     """
     pol = _as_policy(policy)
-    _require_keyring(pol, keyring, [c for c in pol.columns.values()
-                                    if c.spec.family == "encrypt"])
+    _require_keyring(pol, keyring, [c for c in pol.columns.values() if c.spec.family == "encrypt"])
 
     def op(s: pd.Series, c: ColumnRule, src: str) -> pd.Series:
         return rotate_series(s, keyring, pol.dataset, c.name, c.spec.kind, source=src)

@@ -22,10 +22,16 @@ from .policy import load_policy
 
 __all__ = ["keys_app", "privacy_app"]
 
-privacy_app = typer.Typer(help="Privacy policies, transforms, PII scan.", no_args_is_help=True,
-                          pretty_exceptions_enable=False)
-keys_app = typer.Typer(help="Key files for pseudonyms and field encryption.",
-                       no_args_is_help=True, pretty_exceptions_enable=False)
+privacy_app = typer.Typer(
+    help="Privacy policies, transforms, PII scan.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(
+    help="Key files for pseudonyms and field encryption.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def _fail(message: str) -> None:
@@ -42,12 +48,17 @@ def _expected_errors(fn):
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror or type(exc).__name__}")
+
     return wrapper
 
 
 def _keyring(keys: Path | None, required: bool) -> Keyring | None:
-    if keys is not None or required or os.environ.get(ENV_KEYRING) \
-            or os.environ.get(ENV_KEYRING_FILE):
+    if (
+        keys is not None
+        or required
+        or os.environ.get(ENV_KEYRING)
+        or os.environ.get(ENV_KEYRING_FILE)
+    ):
         return Keyring.load(keys)
     return None
 
@@ -63,14 +74,18 @@ ChunkOpt = Annotated[int, typer.Option("--chunksize", min=1, help="Rows per chun
 def check_policy(policy: Annotated[Path, typer.Argument(help="Policy YAML file.")]) -> None:
     """Validate a policy file and print its columns, tiers and transforms."""
     pol = load_policy(policy)
-    typer.echo(f"policy {pol.source}: dataset '{pol.dataset}', tier {pol.tier.value}, "
-               f"{len(pol.columns)} columns, sha256 {pol.sha256[:16]}")
+    typer.echo(
+        f"policy {pol.source}: dataset '{pol.dataset}', tier {pol.tier.value}, "
+        f"{len(pol.columns)} columns, sha256 {pol.sha256[:16]}"
+    )
     for c in pol.columns.values():
         maps = f" -> {c.maps_to}" if c.maps_to != c.name else ""
         typer.echo(f"  {c.name}: {c.tier.value}, role {c.role}, {c.transform}{maps}")
-    typer.echo(f"  dp: max_epsilon_per_run {pol.dp.max_epsilon_per_run:g}, lifetime_epsilon "
-               f"{pol.dp.lifetime_epsilon:g}, max_delta {pol.dp.max_delta:g}, "
-               f"require_dp {str(pol.dp.require_dp).lower()}")
+    typer.echo(
+        f"  dp: max_epsilon_per_run {pol.dp.max_epsilon_per_run:g}, lifetime_epsilon "
+        f"{pol.dp.lifetime_epsilon:g}, max_delta {pol.dp.max_delta:g}, "
+        f"require_dp {str(pol.dp.require_dp).lower()}"
+    )
 
 
 @privacy_app.command("scan")
@@ -86,8 +101,7 @@ def scan(
     pol = load_policy(policy) if policy is not None else None
     report = scan_file(data, pol, node=node)
     if as_json:
-        typer.echo(json.dumps([f.__dict__ for f in report.findings], ensure_ascii=False,
-                              indent=2))
+        typer.echo(json.dumps([f.__dict__ for f in report.findings], ensure_ascii=False, indent=2))
     else:
         for f in report.findings:
             typer.echo(str(f))
@@ -98,23 +112,34 @@ def scan(
 
 @privacy_app.command("apply")
 @_expected_errors
-def apply(policy: PolicyOpt, data: DataOpt, out: OutOpt,
-          keys: Annotated[Path | None, typer.Option("--keys", "-k")] = None,
-          chunksize: ChunkOpt = DEFAULT_CHUNKSIZE) -> None:
+def apply(
+    policy: PolicyOpt,
+    data: DataOpt,
+    out: OutOpt,
+    keys: Annotated[Path | None, typer.Option("--keys", "-k")] = None,
+    chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
+) -> None:
     """Apply a policy to a data file (schema check, transforms, drops)."""
     pol = load_policy(policy)
     needs = any(c.spec.needs_key for c in pol.columns.values())
-    stats = apply_file(pol, data, out, _keyring(keys, False) if needs or keys else None,
-                       chunksize=chunksize)
-    typer.echo(f"wrote {stats.out_path}: {stats.rows} rows, {len(stats.columns_out)} columns, "
-               f"{stats.chunks} chunks, {stats.seconds:.2f} s")
+    stats = apply_file(
+        pol, data, out, _keyring(keys, False) if needs or keys else None, chunksize=chunksize
+    )
+    typer.echo(
+        f"wrote {stats.out_path}: {stats.rows} rows, {len(stats.columns_out)} columns, "
+        f"{stats.chunks} chunks, {stats.seconds:.2f} s"
+    )
 
 
 @privacy_app.command("decrypt")
 @_expected_errors
-def decrypt(policy: PolicyOpt, data: DataOpt, out: OutOpt,
-            keys: Annotated[Path, typer.Option("--keys", "-k")],
-            chunksize: ChunkOpt = DEFAULT_CHUNKSIZE) -> None:
+def decrypt(
+    policy: PolicyOpt,
+    data: DataOpt,
+    out: OutOpt,
+    keys: Annotated[Path, typer.Option("--keys", "-k")],
+    chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
+) -> None:
     """Owner-side: decrypt the encrypt:* columns of an applied file."""
     stats = decrypt_file(load_policy(policy), data, out, _keyring(keys, True), chunksize)
     typer.echo(f"wrote {stats.out_path}: {stats.rows} rows decrypted")
@@ -122,20 +147,22 @@ def decrypt(policy: PolicyOpt, data: DataOpt, out: OutOpt,
 
 @privacy_app.command("rotate")
 @_expected_errors
-def rotate(policy: PolicyOpt, data: DataOpt, out: OutOpt,
-           keys: Annotated[Path, typer.Option("--keys", "-k")],
-           chunksize: ChunkOpt = DEFAULT_CHUNKSIZE) -> None:
+def rotate(
+    policy: PolicyOpt,
+    data: DataOpt,
+    out: OutOpt,
+    keys: Annotated[Path, typer.Option("--keys", "-k")],
+    chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
+) -> None:
     """Re-encrypt the encrypt:* columns under the key file's active key."""
     ring = _keyring(keys, True)
     stats = rotate_file(load_policy(policy), data, out, ring, chunksize)
-    typer.echo(f"wrote {stats.out_path}: {stats.rows} rows re-encrypted under key "
-               f"'{ring.active}'")
+    typer.echo(f"wrote {stats.out_path}: {stats.rows} rows re-encrypted under key '{ring.active}'")
 
 
 @keys_app.command("new")
 @_expected_errors
-def keys_new(path: Annotated[Path, typer.Argument(help="Key file to create (mode 600).")]
-             ) -> None:
+def keys_new(path: Annotated[Path, typer.Argument(help="Key file to create (mode 600).")]) -> None:
     """Create a key file with one random key; refuses to overwrite."""
     ring = new_keyring_file(path)
     typer.echo(f"wrote {path} (mode 600) with active key '{ring.active}'")

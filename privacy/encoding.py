@@ -29,8 +29,10 @@ def concat(pieces: list[pa.Array]) -> pa.Array:
         return pa.array([], type=pa.large_string())
     return pa.concat_arrays([p.cast(pa.large_string()) for p in pieces])
 
+
 _ALPHABET = np.frombuffer(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8)
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8
+)
 
 
 def b64_matrix(m: np.ndarray) -> np.ndarray:
@@ -60,8 +62,9 @@ def _rows_to_arrow(chars: np.ndarray) -> pa.Array:
 def tokens_from_matrices(prefix: str, parts: list[np.ndarray]) -> pa.Array:
     """``prefix + b64(parts[0]) + "." + b64(parts[1]) ...`` for each row (equal widths)."""
     n = parts[0].shape[0]
-    pieces = [np.broadcast_to(np.frombuffer(prefix.encode("ascii"), dtype=np.uint8),
-                              (n, len(prefix)))]
+    pieces = [
+        np.broadcast_to(np.frombuffer(prefix.encode("ascii"), dtype=np.uint8), (n, len(prefix)))
+    ]
     for i, p in enumerate(parts):
         if i:
             pieces.append(np.full((n, 1), ord("."), dtype=np.uint8))

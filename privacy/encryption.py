@@ -66,20 +66,27 @@ def _siv_ad(dataset: str, column: str, kid: str) -> list[bytes]:
 
 
 def _gcm_ad(dataset: str, column: str, kid: str) -> bytes:
-    return b"".join(len(p).to_bytes(4, "big") + p for p in
-                    (b"confide", RND_PREFIX.encode(), dataset.encode(), column.encode(),
-                     kid.encode()))
+    return b"".join(
+        len(p).to_bytes(4, "big") + p
+        for p in (b"confide", RND_PREFIX.encode(), dataset.encode(), column.encode(), kid.encode())
+    )
 
 
 def _decrypt_error(column: str, source: str) -> DecryptionError:
     return DecryptionError(
         f"{source}: column '{column}': decryption failed (rule DECRYPT): the token is invalid, "
-        "truncated or tampered with, or belongs to another key, column or dataset")
+        "truncated or tampered with, or belongs to another key, column or dataset"
+    )
 
 
-def check_cardinality(n_distinct: int, n_nonnull: int, column: str, *,
-                      min_distinct: int = MIN_DISTINCT,
-                      min_ratio: float = MIN_DISTINCT_RATIO) -> None:
+def check_cardinality(
+    n_distinct: int,
+    n_nonnull: int,
+    column: str,
+    *,
+    min_distinct: int = MIN_DISTINCT,
+    min_ratio: float = MIN_DISTINCT_RATIO,
+) -> None:
     """Refuse deterministic encryption of a low-cardinality column.
 
     A column is low-cardinality when it has fewer than ``min_distinct`` distinct non-null
@@ -93,24 +100,35 @@ def check_cardinality(n_distinct: int, n_nonnull: int, column: str, *,
             f"column '{column}': encrypt:deterministic refused on a low-cardinality column "
             f"({n_distinct} distinct of {n_nonnull} non-null values; needs >= {min_distinct} "
             f"distinct and a ratio >= {min_ratio:g}) (rule DET-LOW-CARDINALITY); "
-            "use encrypt:randomized")
+            "use encrypt:randomized"
+        )
 
 
 def encrypt_deterministic_series(
-    s: pd.Series, keyring: Keyring, dataset: str, column: str, *, key_id: str | None = None,
-    check: bool = True, min_distinct: int = MIN_DISTINCT, min_ratio: float = MIN_DISTINCT_RATIO,
+    s: pd.Series,
+    keyring: Keyring,
+    dataset: str,
+    column: str,
+    *,
+    key_id: str | None = None,
+    check: bool = True,
+    min_distinct: int = MIN_DISTINCT,
+    min_ratio: float = MIN_DISTINCT_RATIO,
 ) -> pd.Series:
     """AES-SIV each distinct NFKC-normalised value once; nulls stay null."""
     d = distinct_values(s, column, "encrypt:deterministic", normalize=True)
     if check:
-        check_cardinality(len(d.values), d.n_nonnull, column, min_distinct=min_distinct,
-                          min_ratio=min_ratio)
+        check_cardinality(
+            len(d.values), d.n_nonnull, column, min_distinct=min_distinct, min_ratio=min_ratio
+        )
     kid = keyring.active if key_id is None else key_id
     siv = AESSIV(keyring.subkey("siv", dataset, column, kid))
     ad = _siv_ad(dataset, column, kid)
     prefix = f"{DET_PREFIX}.{kid}."
-    pieces = [tokens_from_blobs(prefix, [siv.encrypt(v, ad) for v in vals])
-              for vals in slices(d.arrow, as_bytes=True)]
+    pieces = [
+        tokens_from_blobs(prefix, [siv.encrypt(v, ad) for v in vals])
+        for vals in slices(d.arrow, as_bytes=True)
+    ]
     return expand(d.codes, concat(pieces), s)
 
 
@@ -120,8 +138,9 @@ def _gcm_seal(aead: AESGCM, nonce: bytes, plaintext: bytes, ad: bytes) -> bytes:
     return aead.encrypt(nonce, plaintext, ad)
 
 
-def encrypt_randomized_series(s: pd.Series, keyring: Keyring, dataset: str, column: str, *,
-                              key_id: str | None = None) -> pd.Series:
+def encrypt_randomized_series(
+    s: pd.Series, keyring: Keyring, dataset: str, column: str, *, key_id: str | None = None
+) -> pd.Series:
     """AES-256-GCM each value with a fresh random 96-bit nonce; nulls stay null."""
     d = distinct_values(s, column, "encrypt:randomized", normalize=False)
     kid = keyring.active if key_id is None else key_id
@@ -132,8 +151,9 @@ def encrypt_randomized_series(s: pd.Series, keyring: Keyring, dataset: str, colu
     row_codes = d.codes[rows]
     order = np.argsort(plen[row_codes], kind="stable")  # group rows by plaintext length
     sorted_len = plen[row_codes[order]]
-    bounds = np.flatnonzero(np.r_[True, sorted_len[1:] != sorted_len[:-1]]).tolist() \
-        if len(rows) else []
+    bounds = (
+        np.flatnonzero(np.r_[True, sorted_len[1:] != sorted_len[:-1]]).tolist() if len(rows) else []
+    )
     prefix = f"{RND_PREFIX}.{kid}."
     chunks = []
     for g0, g1 in zip(bounds, [*bounds[1:], len(rows)][: len(bounds)], strict=True):
@@ -146,8 +166,7 @@ def encrypt_randomized_series(s: pd.Series, keyring: Keyring, dataset: str, colu
                 raise ValueError("AES-GCM nonces must be exactly 96 bits")
             cts = list(map(aead.encrypt, nonce_list, pts, repeat(ad)))
             ct_m = np.frombuffer(b"".join(cts), dtype=np.uint8).reshape(b - a, -1)
-            chunks.append(tokens_from_matrices(prefix, [nonces.reshape(b - a, NONCE_BYTES),
-                                                        ct_m]))
+            chunks.append(tokens_from_matrices(prefix, [nonces.reshape(b - a, NONCE_BYTES), ct_m]))
     table = concat(chunks)
     # table[k] belongs to row rows[order[k]]: scatter back through a per-row code.
     codes = np.full(len(d.codes), -1, dtype=np.int64)
@@ -168,11 +187,13 @@ class _Opener:
             if not KEY_ID_RE.match(kid) or not self.keyring.has(kid):
                 raise ValueError("unknown key id")
             if scheme == DET_PREFIX:
-                self._aeads[key] = AESSIV(self.keyring.subkey("siv", self.dataset, self.column,
-                                                              kid))
+                self._aeads[key] = AESSIV(
+                    self.keyring.subkey("siv", self.dataset, self.column, kid)
+                )
             else:
-                self._aeads[key] = AESGCM(self.keyring.subkey("gcm", self.dataset, self.column,
-                                                              kid))
+                self._aeads[key] = AESGCM(
+                    self.keyring.subkey("gcm", self.dataset, self.column, kid)
+                )
         return self._aeads[key]
 
     def open(self, token: str) -> str:
@@ -183,13 +204,13 @@ class _Opener:
         if scheme == DET_PREFIX and len(parts) == 3:
             kid = parts[1]
             pt = self._aead(scheme, kid).decrypt(
-                _unb64(parts[2]), _siv_ad(self.dataset, self.column, kid))
+                _unb64(parts[2]), _siv_ad(self.dataset, self.column, kid)
+            )
         elif scheme == RND_PREFIX and len(parts) == 4:
             kid, nonce, ct = parts[1], _unb64(parts[2]), _unb64(parts[3])
             if len(nonce) != NONCE_BYTES or len(ct) < 16:
                 raise ValueError("nonce size")
-            pt = self._aead(scheme, kid).decrypt(
-                nonce, ct, _gcm_ad(self.dataset, self.column, kid))
+            pt = self._aead(scheme, kid).decrypt(nonce, ct, _gcm_ad(self.dataset, self.column, kid))
         else:
             raise ValueError("format")
         return pt.decode("utf-8")
@@ -198,8 +219,15 @@ class _Opener:
 _MODES = {None: None, "deterministic": DET_PREFIX, "randomized": RND_PREFIX}
 
 
-def decrypt_series(s: pd.Series, keyring: Keyring, dataset: str, column: str, *,
-                   mode: str | None = None, source: str = "<data>") -> pd.Series:
+def decrypt_series(
+    s: pd.Series,
+    keyring: Keyring,
+    dataset: str,
+    column: str,
+    *,
+    mode: str | None = None,
+    source: str = "<data>",
+) -> pd.Series:
     """Decrypt d1/r1 tokens (any key id in the keyring); nulls stay null.
 
     ``mode`` ("deterministic" or "randomized") additionally requires that scheme.
@@ -212,15 +240,20 @@ def decrypt_series(s: pd.Series, keyring: Keyring, dataset: str, column: str, *,
     except TransformError:
         raise _decrypt_error(column, source) from None
     try:
-        plain = concat([pa.array([opener.open(t) for t in vals], type=pa.large_string())
-                        for vals in slices(d.arrow)])
+        plain = concat(
+            [
+                pa.array([opener.open(t) for t in vals], type=pa.large_string())
+                for vals in slices(d.arrow)
+            ]
+        )
     except (InvalidTag, ValueError, binascii.Error, UnicodeDecodeError, KeyError, TypeError):
         raise _decrypt_error(column, source) from None
     return expand(d.codes, plain, s)
 
 
-def rotate_series(s: pd.Series, keyring: Keyring, dataset: str, column: str, mode: str, *,
-                  source: str = "<data>") -> pd.Series:
+def rotate_series(
+    s: pd.Series, keyring: Keyring, dataset: str, column: str, mode: str, *, source: str = "<data>"
+) -> pd.Series:
     """Re-encrypt tokens under the active key (old key ids must still be in the keyring)."""
     plain = decrypt_series(s, keyring, dataset, column, mode=mode, source=source)
     if mode == "deterministic":
@@ -230,11 +263,24 @@ def rotate_series(s: pd.Series, keyring: Keyring, dataset: str, column: str, mod
     raise ValueError("mode must be 'deterministic' or 'randomized'")
 
 
-register_rule(Rule("DET-LOW-CARDINALITY", "ERROR",
-                   "No deterministic encryption of low-cardinality columns",
-                   "Equal plaintexts give equal AES-SIV ciphertexts; on few distinct values the "
-                   "value distribution (and often the values) can be read off.", None,
-                   scope="transform"))
-register_rule(Rule("DECRYPT", "ERROR", "Every decryption failure is refused with one opaque error",
-                   "Distinct errors for wrong key, tampering or a moved token would be an oracle.",
-                   None, scope="transform"))
+register_rule(
+    Rule(
+        "DET-LOW-CARDINALITY",
+        "ERROR",
+        "No deterministic encryption of low-cardinality columns",
+        "Equal plaintexts give equal AES-SIV ciphertexts; on few distinct values the "
+        "value distribution (and often the values) can be read off.",
+        None,
+        scope="transform",
+    )
+)
+register_rule(
+    Rule(
+        "DECRYPT",
+        "ERROR",
+        "Every decryption failure is refused with one opaque error",
+        "Distinct errors for wrong key, tampering or a moved token would be an oracle.",
+        None,
+        scope="transform",
+    )
+)

@@ -28,8 +28,15 @@ __all__ = [
     "numeric_bin_labels",
 ]
 
-AGE_BANDS = ((0, "<18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"),
-             (55, "55-64"), (65, "65+"))
+AGE_BANDS = (
+    (0, "<18"),
+    (18, "18-24"),
+    (25, "25-34"),
+    (35, "35-44"),
+    (45, "45-54"),
+    (55, "55-64"),
+    (65, "65+"),
+)
 _MAX_AGE = 150
 
 
@@ -46,8 +53,10 @@ def numeric_bin_labels(edges: tuple[float, ...]) -> list[str]:
 def _numbers(s: pd.Series, column: str, transform: str) -> np.ndarray:
     """Float values (NaN for nulls); TransformError counting non-numeric values."""
     if pd.api.types.is_bool_dtype(s.dtype):
-        raise TransformError(f"column '{column}': transform {transform} needs numbers, not "
-                             "booleans (rule VALUE-TYPE)")
+        raise TransformError(
+            f"column '{column}': transform {transform} needs numbers, not "
+            "booleans (rule VALUE-TYPE)"
+        )
     if pd.api.types.is_numeric_dtype(s.dtype):
         return s.astype("float64").to_numpy(copy=True)
     if isinstance(s.dtype, pd.StringDtype):
@@ -64,16 +73,18 @@ def _numbers(s: pd.Series, column: str, transform: str) -> np.ndarray:
         x = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).copy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         x = pd.to_numeric(pd.Series(arr.to_pandas().array), errors="coerce").to_numpy(
-            dtype="float64", copy=True)
+            dtype="float64", copy=True
+        )
     bad = np.isnan(x) & ~null
     if bad.any():
-        raise TransformError(f"column '{column}': transform {transform}: {int(bad.sum())} "
-                             "value(s) are not numbers (rule VALUE-TYPE)")
+        raise TransformError(
+            f"column '{column}': transform {transform}: {int(bad.sum())} "
+            "value(s) are not numbers (rule VALUE-TYPE)"
+        )
     return x
 
 
-def _binned(s: pd.Series, x: np.ndarray, edges: tuple[float, ...], labels: list[str]
-            ) -> pd.Series:
+def _binned(s: pd.Series, x: np.ndarray, edges: tuple[float, ...], labels: list[str]) -> pd.Series:
     codes = np.searchsorted(np.asarray(edges, dtype=float), x, side="right")
     codes = np.where(np.isnan(x), -1, codes)
     return expand(codes, labels, s)
@@ -83,8 +94,10 @@ def _age_band(s: pd.Series, column: str, transform: str) -> pd.Series:
     x = _numbers(s, column, transform)
     bad = ~np.isnan(x) & ((x < 0) | (x > _MAX_AGE))
     if bad.any():
-        raise TransformError(f"column '{column}': transform {transform}: {int(bad.sum())} "
-                             f"value(s) outside 0-{_MAX_AGE} (rule AGE-RANGE)")
+        raise TransformError(
+            f"column '{column}': transform {transform}: {int(bad.sum())} "
+            f"value(s) outside 0-{_MAX_AGE} (rule AGE-RANGE)"
+        )
     edges = tuple(float(a) for a, _ in AGE_BANDS[1:])
     return _binned(s, x, edges, [label for _, label in AGE_BANDS])
 
@@ -96,13 +109,16 @@ def _dates(s: pd.Series, column: str, transform: str) -> tuple[np.ndarray, pd.Da
         return np.asarray(codes), pd.DatetimeIndex(uniq)
     d = distinct_values(s, column, transform, normalize=True)
     text = pc.replace_substring_regex(pc.utf8_trim_whitespace(d.arrow), r"[/.]", "-")
-    parsed = pd.to_datetime(pd.Series(text.to_pandas().array, dtype="str"),
-                            format="ISO8601", errors="coerce")
+    parsed = pd.to_datetime(
+        pd.Series(text.to_pandas().array, dtype="str"), format="ISO8601", errors="coerce"
+    )
     bad = int(parsed.isna().sum())
     if bad:
-        raise TransformError(f"column '{column}': transform {transform}: {bad} distinct "
-                             "value(s) are not valid dates (YYYY-MM-DD, YYYY/MM/DD or ISO 8601) "
-                             "(rule DATE-FORMAT)")
+        raise TransformError(
+            f"column '{column}': transform {transform}: {bad} distinct "
+            "value(s) are not valid dates (YYYY-MM-DD, YYYY/MM/DD or ISO 8601) "
+            "(rule DATE-FORMAT)"
+        )
     return d.codes, pd.DatetimeIndex(parsed)
 
 
@@ -124,8 +140,9 @@ def _city(s: pd.Series, column: str, transform: str) -> pd.Series:
 _PLACES = {**CITY_TO_PROVINCE, **PROVINCE_ALIASES}
 
 
-def _prefix_lookup(arr: pa.Array, table: dict[str, str], resolved: np.ndarray,
-                   out: np.ndarray) -> None:
+def _prefix_lookup(
+    arr: pa.Array, table: dict[str, str], resolved: np.ndarray, out: np.ndarray
+) -> None:
     """For unresolved rows, a prefix of ``arr`` found in ``table`` -> ``out`` (in place).
 
     Shortest prefixes are tried first; this equals longest-prefix matching because no key of
@@ -154,17 +171,23 @@ def _address(s: pd.Series, column: str, transform: str) -> pd.Series:
     return expand(d.codes, pa.array(out, type=pa.large_string()), s)
 
 
-def generalize_series(s: pd.Series, kind: str, args: tuple = (), column: str | None = None
-                      ) -> pd.Series:
+def generalize_series(
+    s: pd.Series, kind: str, args: tuple = (), column: str | None = None
+) -> pd.Series:
     """Apply ``generalize:<kind>`` to ``s``."""
     col = column if column is not None else str(s.name)
     transform = f"generalize:{kind}"
     if kind == "numeric_bins":
         edges = tuple(float(e) for e in args)
-        if not edges or not all(math.isfinite(e) for e in edges) or \
-                any(b <= a for a, b in itertools.pairwise(edges)):
-            raise TransformError(f"column '{col}': numeric_bins edges must be finite and "
-                                 "strictly increasing (rule POLICY-VALUE)")
+        if (
+            not edges
+            or not all(math.isfinite(e) for e in edges)
+            or any(b <= a for a, b in itertools.pairwise(edges))
+        ):
+            raise TransformError(
+                f"column '{col}': numeric_bins edges must be finite and "
+                "strictly increasing (rule POLICY-VALUE)"
+            )
         return _binned(s, _numbers(s, col, transform), edges, numeric_bin_labels(edges))
     if kind == "age_band":
         return _age_band(s, col, transform)
@@ -176,9 +199,24 @@ def generalize_series(s: pd.Series, kind: str, args: tuple = (), column: str | N
         return _address(s, col, transform)
     raise TransformError(f"column '{col}': unknown generalize kind (rule POLICY-VALUE)")
 
-register_rule(Rule("AGE-RANGE", "ERROR", "Ages lie within 0-150",
-                   "Impossible ages signal a wrong column mapping or corrupt data.", None,
-                   scope="transform"))
-register_rule(Rule("DATE-FORMAT", "ERROR", "Dates are real dates",
-                   "Impossible dates (e.g. 30 February) are refused, never silently dropped.", None,
-                   scope="transform"))
+
+register_rule(
+    Rule(
+        "AGE-RANGE",
+        "ERROR",
+        "Ages lie within 0-150",
+        "Impossible ages signal a wrong column mapping or corrupt data.",
+        None,
+        scope="transform",
+    )
+)
+register_rule(
+    Rule(
+        "DATE-FORMAT",
+        "ERROR",
+        "Dates are real dates",
+        "Impossible dates (e.g. 30 February) are refused, never silently dropped.",
+        None,
+        scope="transform",
+    )
+)

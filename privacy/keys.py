@@ -60,14 +60,17 @@ class Keyring:
             raise KeyMaterialError(f"{source}: keyring holds no keys (rule KEY-FORMAT)")
         for kid, key in keys.items():
             if not isinstance(kid, str) or not KEY_ID_RE.match(kid):
-                raise KeyMaterialError(f"{source}: invalid key id; use 1-32 of A-Z a-z 0-9 _ - "
-                                       "(rule KEY-FORMAT)")
+                raise KeyMaterialError(
+                    f"{source}: invalid key id; use 1-32 of A-Z a-z 0-9 _ - (rule KEY-FORMAT)"
+                )
             if not isinstance(key, bytes | bytearray) or len(key) != 32:
-                raise KeyMaterialError(f"{source}: key '{kid}' must be exactly 32 bytes "
-                                       "(rule KEY-FORMAT)")
+                raise KeyMaterialError(
+                    f"{source}: key '{kid}' must be exactly 32 bytes (rule KEY-FORMAT)"
+                )
         if active not in keys:
-            raise KeyMaterialError(f"{source}: active key id '{active}' is not in the keyring "
-                                   "(rule KEY-FORMAT)")
+            raise KeyMaterialError(
+                f"{source}: active key id '{active}' is not in the keyring (rule KEY-FORMAT)"
+            )
         self._keys = {k: bytes(v) for k, v in keys.items()}
         self._active = active
         self._subkeys: dict[tuple, bytes] = {}
@@ -97,18 +100,22 @@ class Keyring:
     def subkey(self, purpose: str, dataset: str, column: str, key_id: str | None = None) -> bytes:
         """HKDF-SHA256 subkey bound to purpose, dataset, column and key id."""
         if purpose not in PURPOSES:
-            raise KeyMaterialError(f"{self.source}: unknown key purpose (rule KEY-PURPOSE); use "
-                                   f"one of {', '.join(PURPOSES)}")
+            raise KeyMaterialError(
+                f"{self.source}: unknown key purpose (rule KEY-PURPOSE); use "
+                f"one of {', '.join(PURPOSES)}"
+            )
         kid = self._active if key_id is None else key_id
         if kid not in self._keys:
-            raise KeyMaterialError(f"{self.source}: key id '{kid}' is not in the keyring "
-                                   "(rule KEY-ID)")
+            raise KeyMaterialError(
+                f"{self.source}: key id '{kid}' is not in the keyring (rule KEY-ID)"
+            )
         cache_key = (purpose, dataset, column, kid)
         sub = self._subkeys.get(cache_key)
         if sub is None:
             info = _encode_parts("confide/v1", purpose, dataset, column, kid)
             sub = HKDF(hashes.SHA256(), PURPOSES[purpose], salt=None, info=info).derive(
-                self._keys[kid])
+                self._keys[kid]
+            )
             self._subkeys[cache_key] = sub
         return sub
 
@@ -120,16 +127,20 @@ class Keyring:
         try:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError):
-            raise KeyMaterialError(f"{source}: key file is not valid JSON (rule KEY-FORMAT)"
-                                   ) from None
+            raise KeyMaterialError(
+                f"{source}: key file is not valid JSON (rule KEY-FORMAT)"
+            ) from None
         if not isinstance(data, dict) or set(data) != {"version", "active", "keys"}:
-            raise KeyMaterialError(f"{source}: key file must have exactly the fields version, "
-                                   "active, keys (rule KEY-FORMAT)")
+            raise KeyMaterialError(
+                f"{source}: key file must have exactly the fields version, "
+                "active, keys (rule KEY-FORMAT)"
+            )
         if data["version"] != 1 or isinstance(data["version"], bool):
             raise KeyMaterialError(f"{source}: field 'version' must be 1 (rule KEY-FORMAT)")
         if not isinstance(data["keys"], dict) or not isinstance(data["active"], str):
-            raise KeyMaterialError(f"{source}: 'keys' must be a mapping and 'active' a key id "
-                                   "(rule KEY-FORMAT)")
+            raise KeyMaterialError(
+                f"{source}: 'keys' must be a mapping and 'active' a key id (rule KEY-FORMAT)"
+            )
         keys: dict[str, bytes] = {}
         for kid, enc in data["keys"].items():
             try:
@@ -137,8 +148,9 @@ class Keyring:
                     raise ValueError
                 keys[kid] = _b64decode(enc)
             except (ValueError, binascii.Error):
-                raise KeyMaterialError(f"{source}: key '{kid}' is not urlsafe base64 "
-                                       "(rule KEY-FORMAT)") from None
+                raise KeyMaterialError(
+                    f"{source}: key '{kid}' is not urlsafe base64 (rule KEY-FORMAT)"
+                ) from None
         return cls(keys, data["active"], source)
 
     @classmethod
@@ -149,19 +161,23 @@ class Keyring:
             st = p.stat()
             raw = p.read_bytes()
         except FileNotFoundError:
-            raise KeyMaterialError(f"{p}: key file not found (rule KEY-MISSING); "
-                                   "create one with 'confide keys new PATH'") from None
+            raise KeyMaterialError(
+                f"{p}: key file not found (rule KEY-MISSING); "
+                "create one with 'confide keys new PATH'"
+            ) from None
         except OSError as exc:
-            raise KeyMaterialError(f"{p}: cannot read key file ({exc.strerror}) "
-                                   "(rule KEY-MISSING)") from None
+            raise KeyMaterialError(
+                f"{p}: cannot read key file ({exc.strerror}) (rule KEY-MISSING)"
+            ) from None
         if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyMaterialError(f"{p}: key file is accessible by group or others "
-                                   "(rule KEY-PERMISSIONS); run chmod 600 on it")
+            raise KeyMaterialError(
+                f"{p}: key file is accessible by group or others "
+                "(rule KEY-PERMISSIONS); run chmod 600 on it"
+            )
         return cls.from_json(raw, str(p))
 
     @classmethod
-    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None
-             ) -> Keyring:
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Keyring:
         """Keyring from ``path``, else ``CONFIDE_KEYRING``, else ``CONFIDE_KEYRING_FILE``."""
         env = os.environ if env is None else env
         if path is not None:
@@ -194,8 +210,10 @@ def _write_private(path: Path, text: str, *, overwrite: bool) -> None:
             os.unlink(tmp)
     except FileExistsError:
         os.unlink(tmp)
-        raise KeyMaterialError(f"{path}: key file already exists (rule KEY-OVERWRITE); "
-                               "use 'confide keys rotate' to add a key") from None
+        raise KeyMaterialError(
+            f"{path}: key file already exists (rule KEY-OVERWRITE); "
+            "use 'confide keys rotate' to add a key"
+        ) from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -229,17 +247,33 @@ def add_key(path: str | Path, key_id: str | None = None) -> str:
     _write_private(p, new.to_json(), overwrite=True)
     return key_id
 
+
 for _rid, _title, _why in (
-    ("KEY-MISSING", "A keyring is present where a transform needs one",
-     "Fail closed: pseudonymise/encrypt never fall back to keyless behaviour."),
-    ("KEY-FORMAT", "Key material is well formed (base64, 32 bytes, active id present)",
-     "Keys are validated at construction, before any data is touched."),
-    ("KEY-PERMISSIONS", "Key files are private to their owner (mode 600)",
-     "Keys must not be readable by other local users (GB/T 35273-2020 §6.3 access control)."),
-    ("KEY-OVERWRITE", "Key files are never overwritten",
-     "Overwriting a key makes every token under it unreadable; rotate instead."),
+    (
+        "KEY-MISSING",
+        "A keyring is present where a transform needs one",
+        "Fail closed: pseudonymise/encrypt never fall back to keyless behaviour.",
+    ),
+    (
+        "KEY-FORMAT",
+        "Key material is well formed (base64, 32 bytes, active id present)",
+        "Keys are validated at construction, before any data is touched.",
+    ),
+    (
+        "KEY-PERMISSIONS",
+        "Key files are private to their owner (mode 600)",
+        "Keys must not be readable by other local users (GB/T 35273-2020 §6.3 access control).",
+    ),
+    (
+        "KEY-OVERWRITE",
+        "Key files are never overwritten",
+        "Overwriting a key makes every token under it unreadable; rotate instead.",
+    ),
     ("KEY-ID", "Key ids exist and are unique", "Tokens name their key id; ids must resolve."),
-    ("KEY-PURPOSE", "Subkeys are derived for a known purpose",
-     "HKDF info binds purpose, dataset and column so keys are never reused across uses."),
+    (
+        "KEY-PURPOSE",
+        "Subkeys are derived for a known purpose",
+        "HKDF info binds purpose, dataset and column so keys are never reused across uses.",
+    ),
 ):
     register_rule(Rule(_rid, "ERROR", _title, _why, None, scope="keys"))

@@ -41,8 +41,10 @@ def _by_length(arr: pa.Array, fn) -> pa.Array:
     sl = lens[order]
     starts = np.flatnonzero(np.r_[True, sl[1:] != sl[:-1]])
     ends = np.r_[starts[1:], n]
-    pieces = [fn(arr.take(pa.array(order[a:b])), int(sl[a]))
-              for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    pieces = [
+        fn(arr.take(pa.array(order[a:b])), int(sl[a]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     return pa.concat_arrays([p.cast(pa.large_string()) for p in pieces]).take(pa.array(inverse))
@@ -58,11 +60,14 @@ def _stars(arr: pa.Array) -> pa.Array:
 
 def _keep(arr: pa.Array, first: int, last: int) -> pa.Array:
     """Keep ``first``/``last`` characters; fully mask values of length <= first + last."""
+
     def fn(sub: pa.Array, n: int) -> pa.Array:
         if n <= first + last:
             return _const(MASK_CHAR * n, len(sub))
-        return pc.utf8_replace_slice(sub, start=first, stop=n - last,
-                                     replacement=MASK_CHAR * (n - first - last))
+        return pc.utf8_replace_slice(
+            sub, start=first, stop=n - last, replacement=MASK_CHAR * (n - first - last)
+        )
+
     return _by_length(arr, fn)
 
 
@@ -99,12 +104,14 @@ def _no_sep(arr: pa.Array) -> pa.Array:
 def _mobile(arr: pa.Array) -> pa.Array:
     def clean(sub: pa.Array) -> pa.Array:
         return pc.replace_substring_regex(_no_sep(sub), r"^\+?86(1[3-9]\d{9})$", r"\1")
+
     return _shaped(arr, r"1[3-9]\d{9}", 3, 4, clean)
 
 
 def _national_id(arr: pa.Array) -> pa.Array:
-    return _shaped(arr, r"\d{17}[\dX]", 1, 1,
-                   lambda sub: pc.utf8_upper(pc.utf8_trim_whitespace(sub)))
+    return _shaped(
+        arr, r"\d{17}[\dX]", 1, 1, lambda sub: pc.utf8_upper(pc.utf8_trim_whitespace(sub))
+    )
 
 
 def _bank_card(arr: pa.Array) -> pa.Array:
@@ -115,8 +122,9 @@ def _email(arr: pa.Array) -> pa.Array:
     parts = pc.extract_regex(arr, r"^(?P<local>[^@\s]+)@(?P<domain>[^@\s]+\.[^@\s]+)$")
     local = pc.fill_null(pc.struct_field(parts, "local"), "")
     domain = pc.fill_null(pc.struct_field(parts, "domain"), "")
-    masked = pc.binary_join_element_wise(_keep(local.cast(pa.large_string()), 1, 0),
-                                         domain.cast(pa.large_string()), _lit("@"))
+    masked = pc.binary_join_element_wise(
+        _keep(local.cast(pa.large_string()), 1, 0), domain.cast(pa.large_string()), _lit("@")
+    )
     return _where(pc.is_valid(parts), masked, _stars(arr))
 
 
@@ -124,8 +132,10 @@ def _name(arr: pa.Array) -> pa.Array:
     return _keep(arr, 1, 0)
 
 
-_ADDRESS = (r"(?s)^(?P<prefix>(?:.{1,7}?(?:省|自治区|特别行政区))?"
-            r"(?:.{1,9}?(?:市|自治州|州|盟|地区))?)(?P<rest>.*)$")
+_ADDRESS = (
+    r"(?s)^(?P<prefix>(?:.{1,7}?(?:省|自治区|特别行政区))?"
+    r"(?:.{1,9}?(?:市|自治州|州|盟|地区))?)(?P<rest>.*)$"
+)
 
 
 def _address(arr: pa.Array) -> pa.Array:
@@ -160,8 +170,7 @@ def mask_strings(values: pa.Array | pd.Series, kind: str, args: tuple = ()) -> p
     return fn(arr)
 
 
-def mask_series(s: pd.Series, kind: str, args: tuple = (), column: str | None = None
-                ) -> pd.Series:
+def mask_series(s: pd.Series, kind: str, args: tuple = (), column: str | None = None) -> pd.Series:
     """Mask each distinct NFKC-normalised value of ``s`` once; nulls stay null."""
     col = column if column is not None else str(s.name)
     transform = f"mask:{kind}" + (f":{args[0]}:{args[1]}" if kind == "keep" else "")

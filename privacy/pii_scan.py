@@ -34,7 +34,8 @@ _SURNAMES = set(
     "覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚"
     "符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆"
     "农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋"
-    "商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝")
+    "商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
 _NAME_RX = r"[\u4e00-\u9fff]{2,4}"
 _ADDRESS_MARKERS = r"路|街|道|号|区|县|镇|乡|村|巷|弄|栋|幢|室|单元|小区|大厦"
 _NAME_HINTS = {
@@ -47,15 +48,27 @@ _NAME_HINTS = {
 }
 
 for _rid, _sev, _title, _why in (
-    ("PII-DETECTED", "WARN", "Identity-looking content is classified core_sensitive",
-     "Content that validates as national IDs, phones, cards, emails, names or addresses is "
-     "personal information (PIPL art. 4, 28; GB/T 35273-2020 annex A/B)."),
-    ("PII-TIER", "ERROR", "Policy tier is not lower than the content suggests",
-     "A column holding identity data but tiered general/non-sensitive could reach features, "
-     "logs or outputs."),
-    ("PII-NAME-HINT", "INFO", "Column name suggests identity data",
-     "The header looks like an identity field although the sampled content did not match; "
-     "review the classification."),
+    (
+        "PII-DETECTED",
+        "WARN",
+        "Identity-looking content is classified core_sensitive",
+        "Content that validates as national IDs, phones, cards, emails, names or addresses is "
+        "personal information (PIPL art. 4, 28; GB/T 35273-2020 annex A/B).",
+    ),
+    (
+        "PII-TIER",
+        "ERROR",
+        "Policy tier is not lower than the content suggests",
+        "A column holding identity data but tiered general/non-sensitive could reach features, "
+        "logs or outputs.",
+    ),
+    (
+        "PII-NAME-HINT",
+        "INFO",
+        "Column name suggests identity data",
+        "The header looks like an identity field although the sampled content did not match; "
+        "review the classification.",
+    ),
 ):
     register_rule(Rule(_rid, _sev, _title, _why, None, scope="scan"))
 
@@ -118,12 +131,16 @@ def _sample(s: pd.Series, n: int) -> pd.Series:
     return s
 
 
-def _scan_column(name: str, s: pd.Series, sample_size: int, threshold: float,
-                 policy_tier: Tier | None) -> ColumnScan:
+def _scan_column(
+    name: str, s: pd.Series, sample_size: int, threshold: float, policy_tier: Tier | None
+) -> ColumnScan:
     sample = _sample(s, sample_size)
     ratios: dict[str, float] = {}
-    if len(sample) and not pd.api.types.is_bool_dtype(sample.dtype) and \
-            not pd.api.types.is_float_dtype(sample.dtype):
+    if (
+        len(sample)
+        and not pd.api.types.is_bool_dtype(sample.dtype)
+        and not pd.api.types.is_float_dtype(sample.dtype)
+    ):
         t = normalize_text(sample).rename(name)
         for kind, check in _CHECKS.items():
             ratios[kind] = float(np.mean(check(t).to_numpy()))
@@ -132,9 +149,15 @@ def _scan_column(name: str, s: pd.Series, sample_size: int, threshold: float,
     return ColumnScan(name, len(sample), ratios, kind, policy_tier)
 
 
-def scan_dataframe(df: pd.DataFrame, policy: Policy | None = None, *, node: str = "local",
-                   sample_size: int = 10_000, threshold: float = 0.8,
-                   source: str = "<data>") -> ScanReport:
+def scan_dataframe(
+    df: pd.DataFrame,
+    policy: Policy | None = None,
+    *,
+    node: str = "local",
+    sample_size: int = 10_000,
+    threshold: float = 0.8,
+    source: str = "<data>",
+) -> ScanReport:
     """Scan every column; compare with ``policy`` when given."""
     report = ScanReport()
     for name in df.columns:
@@ -147,50 +170,82 @@ def scan_dataframe(df: pd.DataFrame, policy: Policy | None = None, *, node: str 
         present = {str(c) for c in df.columns}
         for c in policy.columns:
             if c not in present:
-                report.findings.append(Finding(
-                    RULES["SCHEMA-MISSING"].severity, "SCHEMA-MISSING", node, c,
-                    f"{source}: column '{c}' listed in policy {policy.source} is missing from "
-                    "the data"))
+                report.findings.append(
+                    Finding(
+                        RULES["SCHEMA-MISSING"].severity,
+                        "SCHEMA-MISSING",
+                        node,
+                        c,
+                        f"{source}: column '{c}' listed in policy {policy.source} is missing from "
+                        "the data",
+                    )
+                )
     return report
 
 
-def _findings(scan: ColumnScan, policy: Policy | None, node: str, source: str
-              ) -> list[Finding]:
+def _findings(scan: ColumnScan, policy: Policy | None, node: str, source: str) -> list[Finding]:
     c, kind = scan.column, scan.kind
-    what = (f"content looks like {kind} ({scan.ratios[kind]:.0%} of {scan.sampled} sampled "
-            "values)") if kind else None
+    what = (
+        (f"content looks like {kind} ({scan.ratios[kind]:.0%} of {scan.sampled} sampled values)")
+        if kind
+        else None
+    )
     out: list[Finding] = []
     if policy is not None and scan.policy_tier is None:
-        msg = f"{source}: column '{c}' is not listed in policy {policy.source} " \
-              "(rule: unknown_columns=refuse)"
+        msg = (
+            f"{source}: column '{c}' is not listed in policy {policy.source} "
+            "(rule: unknown_columns=refuse)"
+        )
         if what:
             msg += f"; {what}, list it as core_sensitive"
         out.append(Finding("ERROR", "UNLISTED-COLUMN", node, c, msg))
     elif kind and policy is not None and scan.policy_tier < Tier.CORE_SENSITIVE:
-        out.append(Finding("ERROR", "PII-TIER", node, c,
-                           f"{source}: column '{c}': {what} but policy {policy.source} gives "
-                           f"tier {scan.policy_tier.value}; use core_sensitive"))
+        out.append(
+            Finding(
+                "ERROR",
+                "PII-TIER",
+                node,
+                c,
+                f"{source}: column '{c}': {what} but policy {policy.source} gives "
+                f"tier {scan.policy_tier.value}; use core_sensitive",
+            )
+        )
     elif kind:
         sev = "INFO" if policy is not None else "WARN"
-        tail = "policy tier is core_sensitive" if policy is not None else \
-            "classify it core_sensitive in the policy"
-        out.append(Finding(sev, "PII-DETECTED", node, c, f"{source}: column '{c}': {what}; "
-                                                          f"{tail}"))
+        tail = (
+            "policy tier is core_sensitive"
+            if policy is not None
+            else "classify it core_sensitive in the policy"
+        )
+        out.append(Finding(sev, "PII-DETECTED", node, c, f"{source}: column '{c}': {what}; {tail}"))
     if not kind:
         for hint_kind, rx in _NAME_HINTS.items():
             if re.search(rx, c, flags=re.IGNORECASE):
                 if scan.policy_tier is Tier.CORE_SENSITIVE:
                     break
-                out.append(Finding("INFO", "PII-NAME-HINT", node, c,
-                                   f"{source}: column '{c}': name suggests {hint_kind} but the "
-                                   "sampled content did not match; review its tier"))
+                out.append(
+                    Finding(
+                        "INFO",
+                        "PII-NAME-HINT",
+                        node,
+                        c,
+                        f"{source}: column '{c}': name suggests {hint_kind} but the "
+                        "sampled content did not match; review its tier",
+                    )
+                )
                 break
     return out
 
 
-def scan_file(path: str | Path, policy: Policy | None = None, *, node: str = "local",
-              sample_size: int = 10_000, threshold: float = 0.8,
-              max_rows: int = 200_000) -> ScanReport:
+def scan_file(
+    path: str | Path,
+    policy: Policy | None = None,
+    *,
+    node: str = "local",
+    sample_size: int = 10_000,
+    threshold: float = 0.8,
+    max_rows: int = 200_000,
+) -> ScanReport:
     """Scan the first ``max_rows`` rows of a CSV (read as text) or Parquet file."""
     p = Path(path)
     if not p.is_file():
@@ -198,14 +253,25 @@ def scan_file(path: str | Path, policy: Policy | None = None, *, node: str = "lo
     if p.suffix.lower() in (".parquet", ".pq"):
         pf = pq.ParquetFile(p)
         batches = pf.iter_batches(batch_size=max_rows)
-        df = next(batches).to_pandas() if pf.metadata.num_rows else \
-            pf.schema_arrow.empty_table().to_pandas()
+        df = (
+            next(batches).to_pandas()
+            if pf.metadata.num_rows
+            else pf.schema_arrow.empty_table().to_pandas()
+        )
     else:
         try:
-            df = pd.read_csv(p, dtype="str", keep_default_na=False, na_values=[""],
-                             nrows=max_rows, encoding="utf-8")
+            df = pd.read_csv(
+                p,
+                dtype="str",
+                keep_default_na=False,
+                na_values=[""],
+                nrows=max_rows,
+                encoding="utf-8",
+            )
         except (pd.errors.EmptyDataError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise SchemaError(f"{p}: cannot read CSV ({type(exc).__name__}); expected UTF-8 "
-                              "CSV with a header row") from None
-    return scan_dataframe(df, policy, node=node, sample_size=sample_size, threshold=threshold,
-                          source=str(p))
+            raise SchemaError(
+                f"{p}: cannot read CSV ({type(exc).__name__}); expected UTF-8 CSV with a header row"
+            ) from None
+    return scan_dataframe(
+        df, policy, node=node, sample_size=sample_size, threshold=threshold, source=str(p)
+    )

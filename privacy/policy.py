@@ -88,8 +88,9 @@ class Policy:
     def columns_by_role(self, role: str) -> list[ColumnRule]:
         """Columns with ``role`` in file order; PolicyError for an unknown role."""
         if role not in ROLES:
-            raise PolicyError(f"{self.source}: unknown role (rule POLICY-VALUE); use one of "
-                              f"{', '.join(ROLES)}")
+            raise PolicyError(
+                f"{self.source}: unknown role (rule POLICY-VALUE); use one of {', '.join(ROLES)}"
+            )
         return [c for c in self.columns.values() if c.role == role]
 
     def column_for(self, task_name: str) -> ColumnRule | None:
@@ -112,12 +113,14 @@ class Policy:
         problems += [f"column '{c}' appears more than once (rule: schema)" for c in dupes]
         problems += [
             f"column '{c}' is not listed in policy {self.source} (rule: unknown_columns=refuse)"
-            for c in cols if c not in self.columns and c not in dupes
+            for c in cols
+            if c not in self.columns and c not in dupes
         ]
         present = set(cols)
         problems += [
             f"column '{c}' listed in policy {self.source} is missing from the data (rule: schema)"
-            for c in self.columns if c not in present
+            for c in self.columns
+            if c not in present
         ]
         if problems:
             raise SchemaError(f"{source}: " + "; ".join(problems))
@@ -126,14 +129,26 @@ class Policy:
 # --------------------------------------------------------------------------- rule catalogue
 
 for _rid, _title, _why in (
-    ("POLICY-SYNTAX", "Policy file is readable YAML mapping without duplicate keys",
-     "Fail closed: a policy that cannot be read exactly as written must not be guessed at."),
-    ("POLICY-UNKNOWN-KEY", "No unknown keys anywhere in the policy",
-     "A misspelt key (e.g. 'tranform') would otherwise silently fall back to a default."),
-    ("POLICY-REQUIRED", "Required keys are present",
-     "version, dataset, columns, dp and each column's tier must be stated explicitly."),
-    ("POLICY-VALUE", "Values are of the right type and known (tier, role, transform, dp)",
-     "Unknown tiers/roles/transforms and non-positive DP limits are refused, never defaulted."),
+    (
+        "POLICY-SYNTAX",
+        "Policy file is readable YAML mapping without duplicate keys",
+        "Fail closed: a policy that cannot be read exactly as written must not be guessed at.",
+    ),
+    (
+        "POLICY-UNKNOWN-KEY",
+        "No unknown keys anywhere in the policy",
+        "A misspelt key (e.g. 'tranform') would otherwise silently fall back to a default.",
+    ),
+    (
+        "POLICY-REQUIRED",
+        "Required keys are present",
+        "version, dataset, columns, dp and each column's tier must be stated explicitly.",
+    ),
+    (
+        "POLICY-VALUE",
+        "Values are of the right type and known (tier, role, transform, dp)",
+        "Unknown tiers/roles/transforms and non-positive DP limits are refused, never defaulted.",
+    ),
 ):
     register_rule(Rule(_rid, "ERROR", _title, _why, None, scope="parse"))
 
@@ -146,8 +161,10 @@ def _cs_role(col: ColumnRule) -> str | None:
 
 def _cs_keep(col: ColumnRule) -> str | None:
     if col.tier is Tier.CORE_SENSITIVE and col.spec.family == "keep":
-        return "a core_sensitive column may not use transform keep; use drop, mask, " \
-               "pseudonymize, encrypt or generalize"
+        return (
+            "a core_sensitive column may not use transform keep; use drop, mask, "
+            "pseudonymize, encrypt or generalize"
+        )
     return None
 
 
@@ -164,23 +181,39 @@ def _id_transform(col: ColumnRule) -> str | None:
         return None
     if col.transform == "keep" and col.tier is not Tier.CORE_SENSITIVE:
         return None
-    return ("role id needs transform pseudonymize or encrypt:deterministic "
-            "(keep only for non-core columns)")
+    return (
+        "role id needs transform pseudonymize or encrypt:deterministic "
+        "(keep only for non-core columns)"
+    )
 
 
 for _rid, _title, _why, _check in (
-    ("POLICY-CS-ROLE", "Core-sensitive columns are never features or labels",
-     f"Identity data must not enter model training or outputs ({_PIPL}; GDPR art. 9).", _cs_role),
-    ("POLICY-CS-KEEP", "Core-sensitive columns are never kept in clear",
-     f"Core identity data is dropped, masked, encrypted or pseudonymised at the node ({_PIPL}).",
-     _cs_keep),
-    ("POLICY-ROLE-TRANSFORM", "Features and labels are kept or generalised",
-     "Masked, encrypted or pseudonymised values carry no usable signal and encourage "
-     "memorising identifiers.", _role_transform),
-    ("POLICY-ID-TRANSFORM", "Join keys are keyed pseudonyms or deterministic ciphertexts",
-     "Core identifiers leave the node only as keyed pseudonyms for joins "
-     "(GB/T 35273-2020 §3.14 de-identification; GDPR art. 4(5) pseudonymisation).",
-     _id_transform),
+    (
+        "POLICY-CS-ROLE",
+        "Core-sensitive columns are never features or labels",
+        f"Identity data must not enter model training or outputs ({_PIPL}; GDPR art. 9).",
+        _cs_role,
+    ),
+    (
+        "POLICY-CS-KEEP",
+        "Core-sensitive columns are never kept in clear",
+        f"Core identity data is dropped, masked, encrypted or pseudonymised at the node ({_PIPL}).",
+        _cs_keep,
+    ),
+    (
+        "POLICY-ROLE-TRANSFORM",
+        "Features and labels are kept or generalised",
+        "Masked, encrypted or pseudonymised values carry no usable signal and encourage "
+        "memorising identifiers.",
+        _role_transform,
+    ),
+    (
+        "POLICY-ID-TRANSFORM",
+        "Join keys are keyed pseudonyms or deterministic ciphertexts",
+        "Core identifiers leave the node only as keyed pseudonyms for joins "
+        "(GB/T 35273-2020 §3.14 de-identification; GDPR art. 4(5) pseudonymisation).",
+        _id_transform,
+    ),
 ):
     register_rule(Rule(_rid, "ERROR", _title, _why, _check, scope="column"))
 
@@ -195,20 +228,34 @@ def _maps_to_unique(policy: Policy) -> str | None:
     seen: dict[str, str] = {}
     for col in policy.columns.values():
         if col.task_name in seen:
-            return (f"columns '{seen[col.task_name]}' and '{col.name}' both map to task name "
-                    f"'{col.task_name}'")
+            return (
+                f"columns '{seen[col.task_name]}' and '{col.name}' both map to task name "
+                f"'{col.task_name}'"
+            )
         seen[col.task_name] = col.name
     return None
 
 
-register_rule(Rule("POLICY-DP-LIMITS", "ERROR",
-                   "Per-run epsilon limit does not exceed the lifetime limit",
-                   "A single run may never be allowed to spend more than the lifetime budget.",
-                   _dp_limits, scope="policy"))
-register_rule(Rule("POLICY-MAPS-TO", "ERROR",
-                   "Each task feature/label name resolves to one column",
-                   "An ambiguous mapping could feed a different column than reviewed.",
-                   _maps_to_unique, scope="policy"))
+register_rule(
+    Rule(
+        "POLICY-DP-LIMITS",
+        "ERROR",
+        "Per-run epsilon limit does not exceed the lifetime limit",
+        "A single run may never be allowed to spend more than the lifetime budget.",
+        _dp_limits,
+        scope="policy",
+    )
+)
+register_rule(
+    Rule(
+        "POLICY-MAPS-TO",
+        "ERROR",
+        "Each task feature/label name resolves to one column",
+        "An ambiguous mapping could feed a different column than reviewed.",
+        _maps_to_unique,
+        scope="policy",
+    )
+)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -227,10 +274,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
-                None, None, "unhashable mapping key", key_node.start_mark) from None
+                None, None, "unhashable mapping key", key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}'", key_node.start_mark)
+                None, None, f"duplicate key '{key}'", key_node.start_mark
+            )
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -250,11 +299,13 @@ def load_policy(path: str | Path) -> Policy:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise PolicyError(f"{p}: policy file not found (rule POLICY-MISSING); "
-                          "every dataset needs a policy") from None
+        raise PolicyError(
+            f"{p}: policy file not found (rule POLICY-MISSING); every dataset needs a policy"
+        ) from None
     except OSError as exc:
-        raise PolicyError(f"{p}: cannot read policy file ({exc.strerror}) "
-                          "(rule POLICY-MISSING)") from None
+        raise PolicyError(
+            f"{p}: cannot read policy file ({exc.strerror}) (rule POLICY-MISSING)"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -289,20 +340,22 @@ def parse_policy(mapping: dict, source: str, *, sha256: str | None = None) -> Po
         raise PolicyError(f"{source}: field 'version' must be 1 (rule POLICY-VALUE)")
     dataset = mapping["dataset"]
     if not isinstance(dataset, str) or not dataset.strip():
-        raise PolicyError(f"{source}: field 'dataset' must be a non-empty string "
-                          "(rule POLICY-VALUE)")
+        raise PolicyError(
+            f"{source}: field 'dataset' must be a non-empty string (rule POLICY-VALUE)"
+        )
     unknown = mapping.get("unknown_columns", "refuse")
     if unknown != "refuse":
-        raise PolicyError(f"{source}: field 'unknown_columns' must be 'refuse' "
-                          "(the only supported value) (rule POLICY-VALUE)")
+        raise PolicyError(
+            f"{source}: field 'unknown_columns' must be 'refuse' "
+            "(the only supported value) (rule POLICY-VALUE)"
+        )
     columns = _parse_columns(mapping["columns"], source)
     dp = _parse_dp(mapping["dp"], source)
     if sha256 is None:
         canon = json.dumps(mapping, sort_keys=True, default=str, ensure_ascii=False)
         sha256 = hashlib.sha256(canon.encode("utf-8")).hexdigest()
     policy = Policy(1, dataset, "refuse", columns, dp, source, sha256)
-    errors = [f"{msg} (rule {r.rule_id})" for r in rules_for("policy")
-              if (msg := r.check(policy))]
+    errors = [f"{msg} (rule {r.rule_id})" for r in rules_for("policy") if (msg := r.check(policy))]
     if errors:
         raise PolicyError(f"{source}: " + "; ".join(errors))
     return policy
@@ -319,17 +372,23 @@ def _no_unknown(mapping: dict, allowed: tuple, source: str, where: str) -> None:
 
 def _parse_columns(raw: object, source: str) -> dict[str, ColumnRule]:
     if not isinstance(raw, dict) or not raw:
-        raise PolicyError(f"{source}: field 'columns' must be a non-empty mapping "
-                          "(rule POLICY-VALUE)")
+        raise PolicyError(
+            f"{source}: field 'columns' must be a non-empty mapping (rule POLICY-VALUE)"
+        )
     columns: dict[str, ColumnRule] = {}
     errors: list[str] = []
     for name, body in raw.items():
         if not isinstance(name, str) or not name:
-            raise PolicyError(f"{source}: column names must be non-empty strings, got a "
-                              f"{type(name).__name__} (rule POLICY-VALUE); quote it in YAML")
+            raise PolicyError(
+                f"{source}: column names must be non-empty strings, got a "
+                f"{type(name).__name__} (rule POLICY-VALUE); quote it in YAML"
+            )
         col = _parse_column(name, body, source)
-        errors += [f"column '{name}': {msg} (rule {r.rule_id})"
-                   for r in rules_for("column") if (msg := r.check(col))]
+        errors += [
+            f"column '{name}': {msg} (rule {r.rule_id})"
+            for r in rules_for("column")
+            if (msg := r.check(col))
+        ]
         columns[name] = col
     if errors:
         raise PolicyError(f"{source}: " + "; ".join(errors))
@@ -339,29 +398,35 @@ def _parse_columns(raw: object, source: str) -> dict[str, ColumnRule]:
 def _parse_column(name: str, body: object, source: str) -> ColumnRule:
     where = f"column '{name}'"
     if not isinstance(body, dict):
-        raise PolicyError(f"{source}: {where}: must be a mapping with at least 'tier' "
-                          "(rule POLICY-VALUE)")
+        raise PolicyError(
+            f"{source}: {where}: must be a mapping with at least 'tier' (rule POLICY-VALUE)"
+        )
     _no_unknown(body, _COLUMN_KEYS, source, where)
     if "tier" not in body:
         raise PolicyError(f"{source}: {where}: field 'tier' is required (rule POLICY-REQUIRED)")
     try:
         tier = Tier(body["tier"])
     except ValueError:
-        raise PolicyError(f"{source}: {where}: unknown tier (rule POLICY-VALUE); use one of: "
-                          f"{', '.join(t.value for t in Tier)}") from None
+        raise PolicyError(
+            f"{source}: {where}: unknown tier (rule POLICY-VALUE); use one of: "
+            f"{', '.join(t.value for t in Tier)}"
+        ) from None
     role = body.get("role", "none")
     if role not in ROLES:
-        raise PolicyError(f"{source}: {where}: unknown role (rule POLICY-VALUE); use one of: "
-                          f"{', '.join(ROLES)}")
+        raise PolicyError(
+            f"{source}: {where}: unknown role (rule POLICY-VALUE); use one of: {', '.join(ROLES)}"
+        )
     try:
         spec = parse_transform(body.get("transform", "keep"))
     except TransformSyntaxError as exc:
-        raise PolicyError(f"{source}: {where}: field 'transform': {exc} "
-                          "(rule POLICY-VALUE)") from None
+        raise PolicyError(
+            f"{source}: {where}: field 'transform': {exc} (rule POLICY-VALUE)"
+        ) from None
     maps_to = body.get("maps_to", name)
     if not isinstance(maps_to, str) or not maps_to:
-        raise PolicyError(f"{source}: {where}: field 'maps_to' must be a non-empty string "
-                          "(rule POLICY-VALUE)")
+        raise PolicyError(
+            f"{source}: {where}: field 'maps_to' must be a non-empty string (rule POLICY-VALUE)"
+        )
     return ColumnRule(name, tier, role, spec.canonical, maps_to)
 
 
@@ -374,16 +439,18 @@ def _parse_dp(raw: object, source: str) -> DPLimits:
         if key not in raw:
             raise PolicyError(f"{source}: field 'dp.{key}' is required (rule POLICY-REQUIRED)")
         v = raw[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 \
-                or v == float("inf"):
-            raise PolicyError(f"{source}: field 'dp.{key}' must be a positive finite number "
-                              "(rule POLICY-VALUE)")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 or v == float("inf"):
+            raise PolicyError(
+                f"{source}: field 'dp.{key}' must be a positive finite number (rule POLICY-VALUE)"
+            )
         values[key] = float(v)
     if values["max_delta"] >= 1:
         raise PolicyError(f"{source}: field 'dp.max_delta' must be below 1 (rule POLICY-VALUE)")
     require = raw.get("require_dp", True)
     if not isinstance(require, bool):
-        raise PolicyError(f"{source}: field 'dp.require_dp' must be true or false "
-                          "(rule POLICY-VALUE)")
-    return DPLimits(values["max_epsilon_per_run"], values["lifetime_epsilon"],
-                    values["max_delta"], require)
+        raise PolicyError(
+            f"{source}: field 'dp.require_dp' must be true or false (rule POLICY-VALUE)"
+        )
+    return DPLimits(
+        values["max_epsilon_per_run"], values["lifetime_epsilon"], values["max_delta"], require
+    )

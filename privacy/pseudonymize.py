@@ -32,19 +32,26 @@ def _tags(proto: hmac.HMAC, values: list[bytes]) -> list[bytes]:
     return out
 
 
-def pseudonymize_values(values: list[str] | pa.Array, keyring: Keyring, dataset: str,
-                        column: str, key_id: str | None = None) -> pa.Array:
+def pseudonymize_values(
+    values: list[str] | pa.Array,
+    keyring: Keyring,
+    dataset: str,
+    column: str,
+    key_id: str | None = None,
+) -> pa.Array:
     """Pseudonyms (an Arrow string array) for canonical, non-null string values."""
     kid = keyring.active if key_id is None else key_id
     proto = hmac.HMAC(keyring.subkey("pseudonym", dataset, column, kid), hashes.SHA256())
     arr = values if isinstance(values, pa.Array) else pa.array(values, type=pa.large_string())
     prefix = f"{PSEUDONYM_PREFIX}.{kid}."
-    return concat([tokens_from_blobs(prefix, _tags(proto, vals))
-                   for vals in slices(arr, as_bytes=True)])
+    return concat(
+        [tokens_from_blobs(prefix, _tags(proto, vals)) for vals in slices(arr, as_bytes=True)]
+    )
 
 
-def pseudonymize_series(s: pd.Series, keyring: Keyring, dataset: str, column: str,
-                        key_id: str | None = None) -> pd.Series:
+def pseudonymize_series(
+    s: pd.Series, keyring: Keyring, dataset: str, column: str, key_id: str | None = None
+) -> pd.Series:
     """Pseudonymise each distinct (NFKC-normalised) value once; nulls stay null."""
     d = distinct_values(s, column, "pseudonymize", normalize=True)
     return expand(d.codes, pseudonymize_values(d.arrow, keyring, dataset, column, key_id), s)

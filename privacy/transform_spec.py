@@ -101,7 +101,8 @@ def _parse_mask(rest: list[str]) -> TransformSpec:
         return TransformSpec("mask", kind)
     if len(rest) != 3 or not all(p.isascii() and p.isdigit() for p in rest[1:]):
         raise TransformSyntaxError(
-            "mask:keep needs two non-negative integers: mask:keep:<first>:<last>")
+            "mask:keep needs two non-negative integers: mask:keep:<first>:<last>"
+        )
     first, last = int(rest[1]), int(rest[2])
     if first > 64 or last > 64:
         raise TransformSyntaxError("mask:keep may keep at most 64 characters at each end")

@@ -21,15 +21,16 @@ _ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dt
 _ID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
 _SEP = r"[\s\-]"
 _MOBILE = r"(?:\+?86)?1[3-9]\d{9}"
-_EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?" \
-         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}"
+_EMAIL = (
+    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}"
+)
 
 
 def normalize_text(s: pd.Series) -> pd.Series:
     """As a ``str`` Series, NFKC-normalised; non-strings become their ``str`` form."""
     if not pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype):
-        s = s.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v),
-                  na_action="ignore")
+        s = s.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v), na_action="ignore")
     return s.astype("str").str.normalize("NFKC")
 
 

@@ -66,12 +66,16 @@ def distinct_values(s: pd.Series, column: str, transform: str, *, normalize: boo
     dtype = s.dtype
     if _is_intlike(dtype):
         s = s.astype("Int64").astype("str")
-    elif not (pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
-              or pd.api.types.is_float_dtype(dtype)
-              or isinstance(dtype, pd.CategoricalDtype)):
+    elif not (
+        pd.api.types.is_string_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_float_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    ):
         raise TransformError(
             f"column '{column}': transform {transform} needs string values, not {dtype} "
-            "(rule VALUE-TYPE); convert the column to text first")
+            "(rule VALUE-TYPE); convert the column to text first"
+        )
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.intp)
     if isinstance(uniques.dtype, pd.StringDtype):
@@ -108,10 +112,12 @@ def _nfkc(codes: np.ndarray, arrow: pa.Array) -> tuple[np.ndarray, pa.Array]:
     if pc.all(pc.equal(normed_sub, sub)).as_py():
         return codes, arrow
     normed = pc.replace_with_mask(arrow, todo, normed_sub)
-    remap, uniq = pd.factorize(pd.Series(normed.to_pandas().array, dtype="str"),
-                               use_na_sentinel=True)
-    return _remap(codes, np.asarray(remap, dtype=np.intp)), pa.array(uniq.array,
-                                                                      type=pa.large_string())
+    remap, uniq = pd.factorize(
+        pd.Series(normed.to_pandas().array, dtype="str"), use_na_sentinel=True
+    )
+    return _remap(codes, np.asarray(remap, dtype=np.intp)), pa.array(
+        uniq.array, type=pa.large_string()
+    )
 
 
 def _canon_one(v: object, column: str, transform: str) -> str:
@@ -121,13 +127,13 @@ def _canon_one(v: object, column: str, transform: str) -> str:
         return str(int(v))
     raise TransformError(
         f"column '{column}': transform {transform} accepts strings and integers only, found a "
-        f"{type(v).__name__} value (rule VALUE-TYPE); convert the column to text first")
+        f"{type(v).__name__} value (rule VALUE-TYPE); convert the column to text first"
+    )
 
 
 def expand(codes: np.ndarray, outputs: list | pa.Array, like: pd.Series) -> pd.Series:
     """Map per-distinct ``outputs`` back to rows (code -1 -> null) as a ``str`` Series."""
-    table = outputs if isinstance(outputs, pa.Array) else pa.array(outputs,
-                                                                  type=pa.large_string())
+    table = outputs if isinstance(outputs, pa.Array) else pa.array(outputs, type=pa.large_string())
     codes = np.asarray(codes)
     idx = pa.array(codes.astype(np.int64, copy=False), mask=codes < 0)
     out = pd.Series(table.take(idx).to_pandas().array, dtype="str")
@@ -135,7 +141,15 @@ def expand(codes: np.ndarray, outputs: list | pa.Array, like: pd.Series) -> pd.S
     out.name = like.name
     return out
 
-register_rule(Rule("VALUE-TYPE", "ERROR", "Values have the type a transform accepts",
-                   "Strings and integers only (integers cast to decimal text); floats and other "
-                   "types are refused, never turned into NaN or '123.0'.", None,
-                   scope="transform"))
+
+register_rule(
+    Rule(
+        "VALUE-TYPE",
+        "ERROR",
+        "Values have the type a transform accepts",
+        "Strings and integers only (integers cast to decimal text); floats and other "
+        "types are refused, never turned into NaN or '123.0'.",
+        None,
+        scope="transform",
+    )
+)

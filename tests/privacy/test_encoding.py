@@ -16,11 +16,15 @@ def test_vectorised_base64_matches_stdlib(blobs):
 
 
 def test_csv_text_is_preserved_exactly(tmp_path):
-    pol = parse_policy({"version": 1, "dataset": "ds",
-                        "columns": {"a": {"tier": "non_sensitive"},
-                                    "b": {"tier": "non_sensitive"}},
-                        "dp": {"max_epsilon_per_run": 1, "lifetime_epsilon": 2,
-                               "max_delta": 1e-6}}, "p.yaml")
+    pol = parse_policy(
+        {
+            "version": 1,
+            "dataset": "ds",
+            "columns": {"a": {"tier": "non_sensitive"}, "b": {"tier": "non_sensitive"}},
+            "dp": {"max_epsilon_per_run": 1, "lifetime_epsilon": 2, "max_delta": 1e-6},
+        },
+        "p.yaml",
+    )
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text('a,b\nNA,007\n"line1\nline2","x,y"\n,null\n', encoding="utf-8")
     apply_file(pol, src, out, chunksize=1)

@@ -157,8 +157,10 @@ def test_messages_never_contain_values():
 
 def test_docs_rule_catalogue_is_in_sync():
     from pathlib import Path
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "privacy.md").read_text(
-        encoding="utf-8")
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "privacy.md").read_text(encoding="utf-8")
     missing = [rid for rid in RULES if f"`{rid}`" not in doc]
-    assert not missing, ("regenerate the catalogue in docs/privacy.md with "
-                         f"privacy.rule_catalogue_markdown(); missing {missing}")
+    assert not missing, (
+        "regenerate the catalogue in docs/privacy.md with "
+        f"privacy.rule_catalogue_markdown(); missing {missing}"
+    )
