@@ -1,8 +1,9 @@
 """Deployment engine end to end: a TLS SuperLink and SuperNodes as real processes on 127.0.0.1.
 
 Small on purpose (600 rows per node, logistic regression, 1-3 rounds), and still over a minute
-each (so marked slow): every ClientApp message starts a fresh ``flwr-clientapp`` process (torch,
-Opacus and Flower imported anew), and the machines running this suite are shared.
+each: every ClientApp message starts a fresh ``flwr-clientapp`` process (torch, Opacus and Flower
+imported anew). The TLS completion test runs in the default suite (it is the deployment claim);
+the killed-node and SecAgg+ tests are marked slow (``pytest -m slow``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ def org(tmp_path):
     return conf, tmp_path / "org"
 
 
-@pytest.mark.slow
 def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path):
     conf, root = org
     seed_canaries(root / "shop_a" / "customers.csv")
