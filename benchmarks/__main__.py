@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only dp,engine,privacy,scale,utility]``.
+"""``python -m confide.benchmarks [--quick] [--only dp,engine,privacy,scale,utility]``.
 
 Runs the benchmarks in one process (the privacy and one-node scale benchmarks in fresh
 subprocesses, for clean memory figures), writes ``benchmarks/results/<name>.json`` after each and
@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, machine_info, write_json
-from benchmarks.report import render
+from confide.benchmarks.common import RESULTS_DIR, machine_info, write_json
+from confide.benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("dp", "engine", "privacy", "scale", "utility")
@@ -66,20 +66,20 @@ def _previous(quick: bool, chosen: list[str]) -> dict[str, Any]:
 
 def _run_section(name: str, quick: bool) -> dict[str, Any]:
     if name == "dp":
-        from benchmarks import dp_overhead
+        from confide.benchmarks import dp_overhead
 
         return dp_overhead.run(quick)
     if name == "engine":
-        from benchmarks import engine_overhead
+        from confide.benchmarks import engine_overhead
 
         return engine_overhead.run(quick)
     if name == "privacy":
         return _privacy(quick)
     if name == "scale":
-        from benchmarks import scale
+        from confide.benchmarks import scale
 
         return scale.run(quick)
-    from benchmarks import utility
+    from confide.benchmarks import utility
 
     return utility.run(quick)
 
@@ -176,7 +176,7 @@ def notes_for(results: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected benchmarks and write their results and table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m confide.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated subset")
     parser.add_argument("--table", type=Path, default=None, help="where to write the table")

@@ -12,13 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from clients.node_data import NodeData
+from confide.clients.node_data import NodeData
 from confide.config import compose_config, to_container
 from confide.job import Job
-from privacy.ledger import atomic_write_text
-from simulations.federation import materialize_synthetic_nodes
-from simulations.node_profiles import PROFILES
-from simulations.simulate import preflight
+from confide.privacy.ledger import atomic_write_text
+from confide.simulations.federation import materialize_synthetic_nodes
+from confide.simulations.node_profiles import PROFILES
+from confide.simulations.simulate import preflight
 
 __all__ = [
     "RESULTS_DIR",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_POLICY = "pkg://simulations/policies/synthetic_customers.yaml"
+_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
 
 
 def _cpu_model() -> str:

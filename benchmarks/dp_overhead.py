@@ -21,9 +21,9 @@ import torch
 from opacus.accountants import create_accountant
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import base_config, load_nodes, median, timed
+from confide.benchmarks.common import base_config, load_nodes, median, timed
 from confide.job import parse_job
-from modeling.dp_training import (
+from confide.modeling.dp_training import (
     RDP_ALPHAS,
     DPSettings,
     _make_loader,
@@ -31,7 +31,7 @@ from modeling.dp_training import (
     epsilon_for_history,
     train_local,
 )
-from modeling.factory import build_model
+from confide.modeling.factory import build_model
 
 __all__ = ["MODELS", "MODES", "TARGET_RATIO", "run"]
 

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import base_config, federation_nodes, load_nodes, median
-from benchmarks.plain_fedavg import plain_fedavg
+from confide.benchmarks.common import base_config, federation_nodes, load_nodes, median
+from confide.benchmarks.plain_fedavg import plain_fedavg
 from confide.job import parse_job
-from modeling.dp_training import predict_proba
-from modeling.factory import build_model
-from modeling.metrics import binary_metrics
-from simulations.baselines import pooled_test
-from simulations.simulate import simulate
+from confide.modeling.dp_training import predict_proba
+from confide.modeling.factory import build_model
+from confide.modeling.metrics import binary_metrics
+from confide.simulations.baselines import pooled_test
+from confide.simulations.simulate import simulate
 
 __all__ = ["SIZES", "TARGET_RATIO_10", "engine_config", "run", "run_confide", "run_plain"]
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from clients.node_runtime import NodeRuntime
-from clients.proposal import Proposal
+from confide.clients.node_runtime import NodeRuntime
+from confide.clients.proposal import Proposal
 from confide.job import Job
-from modeling.factory import build_model
-from modeling.metrics import metrics_from_histograms
+from confide.modeling.factory import build_model
+from confide.modeling.metrics import metrics_from_histograms
 
 __all__ = ["PlainRunResult", "plain_fedavg", "weighted_average"]
 

@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from privacy import (  # noqa: E402
+from confide.privacy import (  # noqa: E402
     Keyring,
     encrypt_deterministic_series,
     encrypt_randomized_series,
@@ -38,7 +38,7 @@ from privacy import (  # noqa: E402
     mask_series,
     pseudonymize_series,
 )
-from privacy.geo_cn import _CITIES, PROVINCES  # noqa: E402
+from confide.privacy.geo_cn import _CITIES, PROVINCES  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WRITER_MIB = 16
@@ -188,7 +188,7 @@ import json, os, sys, threading, time, tracemalloc
 sys.path.insert(0, sys.argv[1])
 import pandas as pd
 import pyarrow as pa
-from privacy import Keyring, apply_file, load_policy
+from confide.privacy import Keyring, apply_file, load_policy
 PAGE = os.sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as fh:

@@ -59,10 +59,10 @@ def _child(n_rows: int) -> dict[str, Any]:
     """In a fresh process: generate, then time one DP and one non-private epoch."""
     import torch
 
-    from benchmarks.common import base_config
+    from confide.benchmarks.common import base_config
     from confide.job import parse_job
-    from modeling.dp_training import calibrate, epsilon_for_history, train_local
-    from modeling.factory import build_model
+    from confide.modeling.dp_training import calibrate, epsilon_for_history, train_local
+    from confide.modeling.factory import build_model
 
     torch.set_num_threads(1)
     job = parse_job(base_config())
@@ -132,7 +132,7 @@ def run(quick: bool) -> dict[str, Any]:
     """The one-node scale benchmark in a subprocess (1,000,000 rows; 100,000 with ``quick``)."""
     rows = 100_000 if quick else 1_000_000
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", "--rows", str(rows)],
+        [sys.executable, "-m", "confide.benchmarks.scale", "--rows", str(rows)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import base_config
-from simulations.simulate import simulate
+from confide.benchmarks.common import base_config
+from confide.simulations.simulate import simulate
 
 __all__ = ["run", "summarise"]
 

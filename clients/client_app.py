@@ -14,12 +14,12 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.audit import audit_mod
-from clients.node_runtime import NodeRefusal, NodeRuntime
-from clients.proposal import Proposal, ProposalError
-from clients.secure_mods import secure_mod
+from confide.clients.audit import audit_mod
+from confide.clients.node_runtime import NodeRefusal, NodeRuntime
+from confide.clients.proposal import Proposal, ProposalError
+from confide.clients.secure_mods import secure_mod
 from confide.job import NodeSpec, parse_job
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = ["STATUS_KEY", "app", "make_client_app", "runtime_from_deployment"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modeling.encoding import encode_features, encode_labels
-from modeling.errors import DataError
-from modeling.task_spec import TaskSpec
-from privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job
+from confide.modeling.encoding import encode_features, encode_labels
+from confide.modeling.errors import DataError
+from confide.modeling.task_spec import TaskSpec
+from confide.privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job
 
 __all__ = [
     "NodeData",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clients.node_data import (
+from confide.clients.node_data import (
     NodeData,
     PreparedFrame,
     check_node_rules,
@@ -22,15 +22,15 @@ from clients.node_data import (
     prepare_frame,
     train_rows,
 )
-from clients.proposal import Proposal
+from confide.clients.proposal import Proposal
 from confide.job import NodeSpec
-from modeling.dp_training import DPState, calibrate, predict_proba, train_local
-from modeling.errors import ConfideError
-from modeling.factory import build_model
-from modeling.metrics import binary_metrics, score_histograms
-from modeling.task_spec import TaskSpec
-from privacy import Keyring, PrivacyError, load_policy
-from privacy.ledger import BudgetLedger
+from confide.modeling.dp_training import DPState, calibrate, predict_proba, train_local
+from confide.modeling.errors import ConfideError
+from confide.modeling.factory import build_model
+from confide.modeling.metrics import binary_metrics, score_histograms
+from confide.modeling.task_spec import TaskSpec
+from confide.privacy import Keyring, PrivacyError, load_policy
+from confide.privacy.ledger import BudgetLedger
 
 __all__ = ["NodeRefusal", "NodeRuntime", "TrainOutcome", "round_seed"]
 

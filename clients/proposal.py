@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modeling.dp_training import DPSettings, TrainSettings
-from modeling.errors import ConfideError
+from confide.modeling.dp_training import DPSettings, TrainSettings
+from confide.modeling.errors import ConfideError
 
 __all__ = ["Proposal", "ProposalError"]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from clients.node_data import prepare_frame
-from modeling.dp_training import predict_proba
-from modeling.encoding import encode_features
-from modeling.model_io import load_model
-from privacy import Keyring, load_policy
+from confide.clients.node_data import prepare_frame
+from confide.modeling.dp_training import predict_proba
+from confide.modeling.encoding import encode_features
+from confide.modeling.model_io import load_model
+from confide.privacy import Keyring, load_policy
 
 __all__ = ["score_file"]
 

@@ -25,11 +25,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from clients.node_data import train_rows
+from confide.clients.node_data import train_rows
 from confide.config import compose_config, to_container
 from confide.job import Job, NodeSpec, parse_job, resolve_path
-from modeling.errors import ConfideError
-from privacy import (
+from confide.modeling.errors import ConfideError
+from confide.privacy import (
     RULES,
     ConfigReview,
     Finding,
@@ -41,13 +41,13 @@ from privacy import (
     evaluate_job,
     load_policy,
 )
-from privacy.ledger import BudgetLedger, LedgerError
-from privacy.review_rules import FEDERATION, transport
-from privacy.run_ledger import canonical_json
+from confide.privacy.ledger import BudgetLedger, LedgerError
+from confide.privacy.review_rules import FEDERATION, transport
+from confide.privacy.run_ledger import canonical_json
 
 __all__ = ["AuditReport", "ColumnView", "NodeView", "audit", "audit_config", "config_sha256"]
 
-_SYNTHETIC_POLICY = "pkg://simulations/policies/synthetic_customers.yaml"
+_SYNTHETIC_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
 
 
 def config_sha256(config: Mapping[str, Any]) -> str:
@@ -238,8 +238,8 @@ def _csv_facts(path: Path) -> tuple[str, list[str] | None, int | None]:
 
 
 def _synthetic_header(profile: str, seed: int) -> list[str] | None:
-    from simulations.node_profiles import get_profile
-    from simulations.synth import generate_customers
+    from confide.simulations.node_profiles import get_profile
+    from confide.simulations.synth import generate_customers
 
     try:
         return [str(c) for c in generate_customers(get_profile(profile, 20), seed).frame.columns]
@@ -248,7 +248,7 @@ def _synthetic_header(profile: str, seed: int) -> list[str] | None:
 
 
 def _profile_rows(profile: str, rows: int | None) -> int | None:
-    from simulations.node_profiles import get_profile
+    from confide.simulations.node_profiles import get_profile
 
     try:
         return int(get_profile(profile, rows).n_rows)

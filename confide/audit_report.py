@@ -11,7 +11,7 @@ import html
 import json
 
 from confide.audit import AuditReport, NodeView
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = ["FORMATS", "AuditFormatError", "render", "render_html", "render_json", "render_markdown"]
 

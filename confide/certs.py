@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = [
     "CertError",

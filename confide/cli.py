@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 
 from confide.config import compose_config, to_container
-from modeling.errors import ConfideError
-from privacy.cli import keys_app, privacy_app
-from privacy.errors import PrivacyError
+from confide.modeling.errors import ConfideError
+from confide.privacy.cli import keys_app, privacy_app
+from confide.privacy.errors import PrivacyError
 
 __all__ = ["app", "main"]
 
@@ -56,8 +56,8 @@ def simulate(
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's logs."),
 ) -> None:
     """Run a local federated simulation (Flower simulation engine) and its baselines."""
+    from confide.simulations.simulate import simulate as run
     from confide.summary import dp_banner, print_summary, round_printer
-    from simulations.simulate import simulate as run
 
     config = _compose(overrides, config_dir)
     quiet = quiet or bool(config["run"].get("quiet"))
@@ -91,9 +91,9 @@ def baseline(
     import tempfile
 
     from confide.job import parse_job
-    from simulations.baselines import run_baselines
-    from simulations.federation import materialize_synthetic_nodes
-    from simulations.simulate import preflight
+    from confide.simulations.baselines import run_baselines
+    from confide.simulations.federation import materialize_synthetic_nodes
+    from confide.simulations.simulate import preflight
 
     job = parse_job(_compose(overrides, config_dir))
     with tempfile.TemporaryDirectory(prefix="confide-baseline-") as tmp:
@@ -104,7 +104,7 @@ def baseline(
     for name, r in rows.items():
         console.print(f"{name:32s} ROC-AUC {r['pooled']['roc_auc']:.4f}  ε {r['epsilon']:.3f}")
     if out is not None:
-        from privacy.ledger import atomic_write_text
+        from confide.privacy.ledger import atomic_write_text
 
         atomic_write_text(out, json.dumps(rows, indent=2))
 
@@ -130,8 +130,8 @@ def data_synth(
     seed: int = typer.Option(42, "--seed"),
 ) -> None:
     """Generate synthetic customer records (deterministic by seed) as one CSV per node."""
-    from simulations.node_profiles import default_federation, get_profile
-    from simulations.synth import generate_federation, write_federation
+    from confide.simulations.node_profiles import default_federation, get_profile
+    from confide.simulations.synth import generate_federation, write_federation
 
     profiles = [get_profile(p, rows) for p in profile] if profile else default_federation()
     nodes = generate_federation(profiles, seed)
@@ -150,20 +150,20 @@ def score(
     keys: Path | None = typer.Option(None, "--keys", help="Key file (for pseudonymised ids)."),
 ) -> None:
     """Score new records with a run's global model, through the node's policy and encoding."""
-    from clients.scoring import score_file
+    from confide.clients.scoring import score_file
 
     count = score_file(run, data, policy, out, keys)
     typer.echo(f"scored {count} rows -> {out}")
 
 
 # --- feature commands: each feature registers itself here with one import and one line ---
-from server.report.cli import register_report_commands  # noqa: E402
+from confide.server.report.cli import register_report_commands  # noqa: E402
 
 register_report_commands(app)
 from confide.deploy_cli import register_deploy_commands  # noqa: E402
 
 register_deploy_commands(app)
-from simulations.cli import register_research_commands  # noqa: E402
+from confide.simulations.cli import register_research_commands  # noqa: E402
 
 register_research_commands(app)
 from confide.audit_cli import register_audit_commands  # noqa: E402

@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = ["ConfigError", "compose_config", "to_container"]
 
@@ -45,7 +45,7 @@ def compose_config(
     GlobalHydra.instance().clear()
     all_overrides = [*_searchpath_override(config_dirs), *overrides]
     try:
-        with initialize_config_module(config_module="conf", version_base=None):
+        with initialize_config_module(config_module="confide.conf", version_base=None):
             cfg = compose(config_name="config", overrides=all_overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -25,7 +25,7 @@ from typing import Any
 import tomli_w
 
 from confide.job import parse_job
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = [
     "CONNECTION",

@@ -9,9 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from modeling.dp_training import DPSettings, TrainSettings
-from modeling.errors import ConfideError
-from modeling.task_spec import TaskSpec, parse_task_spec
+from confide.modeling.dp_training import DPSettings, TrainSettings
+from confide.modeling.errors import ConfideError
+from confide.modeling.task_spec import TaskSpec, parse_task_spec
 
 __all__ = ["Job", "JobError", "NodeSpec", "parse_job", "resolve_path"]
 
@@ -27,7 +27,7 @@ _NODE_KEYS = {
     "part",
 }
 _SOURCE_KEYS = {"profile", "rows", "data", "policy", "keys"}
-_SYNTHETIC_POLICY = "pkg://simulations/policies/synthetic_customers.yaml"
+_SYNTHETIC_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
 
 
 class JobError(ConfideError):
@@ -110,7 +110,7 @@ def _parse_node(raw: Any, index: int) -> NodeSpec:
 def _partitioned_nodes(federation: Mapping[str, Any]) -> tuple[NodeSpec, ...]:
     """Placeholder nodes of a ``source`` + ``partition`` federation; their data is written
     when the run is materialised (``simulations.federation``)."""
-    from simulations.partitioning import PartitionError, parse_partition
+    from confide.simulations.partitioning import PartitionError, parse_partition
 
     where = "federation.source"
     source = federation.get("source")

@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from server.recorder import RoundRecord
+from confide.server.recorder import RoundRecord
 
 __all__ = ["RoundProgress", "dp_banner", "print_summary", "round_printer"]
 

@@ -23,7 +23,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from modeling.errors import BudgetExceeded, ConfideError
+from confide.modeling.errors import BudgetExceeded, ConfideError
 
 __all__ = [
     "RDP_ALPHAS",

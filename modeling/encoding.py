@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modeling.errors import DataError
-from modeling.task_spec import CategoricalFeature, NumericFeature, TaskSpec, _label_value
+from confide.modeling.errors import DataError
+from confide.modeling.task_spec import CategoricalFeature, NumericFeature, TaskSpec, _label_value
 
 __all__ = ["encode_features", "encode_labels"]
 

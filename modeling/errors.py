@@ -5,8 +5,7 @@ from __future__ import annotations
 __all__ = ["BudgetExceeded", "ConfideError", "DataError", "ModelFileError", "TaskSpecError"]
 
 
-class ConfideError(Exception):
-    """Base class of Confide's expected, user-facing errors (printed as one line)."""
+from confide.core.errors import ConfideError
 
 
 class DataError(ConfideError):

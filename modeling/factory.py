@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = ["build_model"]
 

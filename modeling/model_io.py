@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from modeling.errors import ModelFileError
-from modeling.factory import build_model
-from modeling.task_spec import TaskSpec, parse_task_spec
+from confide.modeling.errors import ModelFileError
+from confide.modeling.factory import build_model
+from confide.modeling.task_spec import TaskSpec, parse_task_spec
 
 __all__ = ["load_model", "save_model"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from modeling.errors import TaskSpecError
+from confide.modeling.errors import TaskSpecError
 
 __all__ = ["CategoricalFeature", "LabelSpec", "NumericFeature", "TaskSpec", "parse_task_spec"]
 

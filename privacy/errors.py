@@ -6,6 +6,8 @@ that was broken. Messages never contain raw data values or key material.
 
 from __future__ import annotations
 
+from confide.core.errors import ConfideError
+
 __all__ = [
     "DecryptionError",
     "KeyMaterialError",
@@ -17,11 +19,8 @@ __all__ = [
 ]
 
 
-class PrivacyError(Exception):
-    """Base class; ``str(err)`` is a single actionable line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+class PrivacyError(ConfideError):
+    """Base class of the privacy package's errors; ``str(err)`` is a single actionable line."""
 
 
 class PolicyError(PrivacyError):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from privacy.errors import PrivacyError
+from confide.privacy.errors import PrivacyError
 
 __all__ = ["BudgetLedger", "BudgetRefused", "LedgerError", "atomic_write_text"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import MetricRecord, RecordDict
 
-from modeling.metrics import metrics_from_histograms
+from confide.modeling.metrics import metrics_from_histograms
 
 __all__ = ["aggregate_eval_metrics", "aggregate_train_metrics"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from privacy.ledger import atomic_write_text
+from confide.privacy.ledger import atomic_write_text
 
 __all__ = ["RoundRecord", "RunRecorder"]
 

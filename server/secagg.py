@@ -50,8 +50,8 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from server.secure import SecureConfigError, client_dp_enabled, client_dp_settings
-from server.strategy import ConfideStrategy, FederationStopped, stop_if_too_few
+from confide.server.secure import SecureConfigError, client_dp_enabled, client_dp_settings
+from confide.server.strategy import ConfideStrategy, FederationStopped, stop_if_too_few
 
 __all__ = ["ARRAY_KEYS_KEY", "ConfideSecAggPlusWorkflow", "SecAggFedAvg", "run_secagg_rounds"]
 

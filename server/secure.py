@@ -25,8 +25,8 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
-from modeling.errors import ConfideError
-from server.strategy import StrategyWrapper
+from confide.modeling.errors import ConfideError
+from confide.server.strategy import StrategyWrapper
 
 __all__ = [
     "UNIT_WEIGHT_KEY",
@@ -167,7 +167,7 @@ def start_federation(
             evaluate_config=evaluate_config,
         )
         return result.arrays
-    from server.secagg import run_secagg_rounds
+    from confide.server.secagg import run_secagg_rounds
 
     check_secagg_strategy(job_config["strategy"]["algorithm"])
     return run_secagg_rounds(

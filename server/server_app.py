@@ -14,14 +14,14 @@ import yaml
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from clients.proposal import Proposal
+from confide.clients.proposal import Proposal
 from confide.job import Job, parse_job
-from modeling.factory import build_model
-from modeling.model_io import save_model
-from privacy.ledger import atomic_write_text
-from server.recorder import RoundRecord, RunRecorder
-from server.secure import start_federation
-from server.strategy import ConfideStrategy, FederationStopped, build_strategy
+from confide.modeling.factory import build_model
+from confide.modeling.model_io import save_model
+from confide.privacy.ledger import atomic_write_text
+from confide.server.recorder import RoundRecord, RunRecorder
+from confide.server.secure import start_federation
+from confide.server.strategy import ConfideStrategy, FederationStopped, build_strategy
 
 __all__ = ["RunOutcome", "app", "make_server_app", "run_federation"]
 

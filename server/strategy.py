@@ -16,10 +16,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from hydra.utils import instantiate
 
-from clients.client_app import STATUS_KEY
-from modeling.errors import ConfideError
-from server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
-from server.recorder import RunRecorder
+from confide.clients.client_app import STATUS_KEY
+from confide.modeling.errors import ConfideError
+from confide.server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
+from confide.server.recorder import RunRecorder
 
 __all__ = [
     "ConfideStrategy",
@@ -45,7 +45,12 @@ def build_strategy(
 ) -> Strategy:
     """Instantiate the configured Flower strategy with Confide's metric aggregation; with
     ``secure.client_dp`` on, wrapped in Flower's fixed-clipping DP wrapper (server.secure)."""
-    from server.secure import UNIT_WEIGHT_KEY, client_dp_enabled, secagg_enabled, wrap_client_dp
+    from confide.server.secure import (
+        UNIT_WEIGHT_KEY,
+        client_dp_enabled,
+        secagg_enabled,
+        wrap_client_dp,
+    )
 
     cfg = {k: v for k, v in algorithm_cfg.items()}
     unit = client_dp_enabled(secure_cfg) and not secagg_enabled(secure_cfg)

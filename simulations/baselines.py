@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from torch import nn
 
-from clients.node_data import NodeData
+from confide.clients.node_data import NodeData
 from confide.job import Job
-from modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
-from modeling.factory import build_model
-from modeling.metrics import binary_metrics, score_histograms
+from confide.modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
+from confide.modeling.factory import build_model
+from confide.modeling.metrics import binary_metrics, score_histograms
 
 __all__ = ["BaselineResult", "pooled_test", "run_baselines", "train_alone"]
 

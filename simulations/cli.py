@@ -50,7 +50,7 @@ def sweep(
     On the dp.epsilon axis, `off` is the non-private point (dp=off); it needs a federation whose
     policy permits it, e.g. federation=default_research.
     """
-    from simulations.sweep import plan_sweep, run_sweep
+    from confide.simulations.sweep import plan_sweep, run_sweep
 
     console = _console()
     _, points = plan_sweep(overrides or [], config_dir or [])
@@ -127,8 +127,8 @@ def membership(
     """Membership-inference audit: members are the nodes' training rows, non-members their
     held-out rows; reports attack AUC and TPR at 1% FPR beside the bound implied by (ε, δ)."""
     from confide.config import compose_config, to_container
-    from privacy.ledger import atomic_write_text
-    from simulations.privacy_audit import ATTACKS, audit_job, audit_run, dp_variant
+    from confide.privacy.ledger import atomic_write_text
+    from confide.simulations.privacy_audit import ATTACKS, audit_job, audit_run, dp_variant
 
     attacks = attack or ["loss"]
     unknown = [a for a in attacks if a not in ATTACKS]

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clients.node_runtime import NodeRefusal, NodeRuntime
-from clients.proposal import Proposal
-from modeling.errors import ConfideError
+from confide.clients.node_runtime import NodeRefusal, NodeRuntime
+from confide.clients.proposal import Proposal
+from confide.modeling.errors import ConfideError
 
 __all__ = ["DropoutRuntime", "dropout_rate", "drops_out"]
 

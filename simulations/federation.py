@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from clients.node_data import read_node_csv
+from confide.clients.node_data import read_node_csv
 from confide.job import Job, NodeSpec, resolve_path
-from modeling.errors import DataError
-from privacy import Tier, load_policy
-from privacy.keys import new_keyring_file
-from privacy.ledger import atomic_write_text
-from simulations.node_profiles import get_profile
-from simulations.partitioning import describe_partition, parse_partition, partition_indices
-from simulations.synth import generate_customers, write_node_csv
+from confide.modeling.errors import DataError
+from confide.privacy import Tier, load_policy
+from confide.privacy.keys import new_keyring_file
+from confide.privacy.ledger import atomic_write_text
+from confide.simulations.node_profiles import get_profile
+from confide.simulations.partitioning import describe_partition, parse_partition, partition_indices
+from confide.simulations.synth import generate_customers, write_node_csv
 
 __all__ = ["PARTITION_FILE", "materialize_synthetic_nodes", "node_folder"]
 

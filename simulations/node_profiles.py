@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from simulations.identities import PROVINCES
+from confide.simulations.identities import PROVINCES
 
 __all__ = [
     "PROFILES",

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = [
     "SCHEMES",

@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from clients.node_data import NodeData
-from clients.node_runtime import NodeRefusal, NodeRuntime, round_seed
-from clients.proposal import Proposal
+from confide.clients.node_data import NodeData
+from confide.clients.node_runtime import NodeRefusal, NodeRuntime, round_seed
+from confide.clients.proposal import Proposal
 from confide.job import Job, parse_job
-from modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
-from modeling.errors import ConfideError
-from modeling.factory import build_model
-from modeling.metrics import binary_metrics
+from confide.modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
+from confide.modeling.errors import ConfideError
+from confide.modeling.factory import build_model
+from confide.modeling.metrics import binary_metrics
 
 __all__ = [
     "ATTACKS",
@@ -333,7 +333,7 @@ def audit_job(
     progress: Callable[[str], None] = lambda _: None,
 ) -> AuditReport:
     """Materialise the config's nodes, train its global model in process, and attack it."""
-    from simulations.federation import materialize_synthetic_nodes
+    from confide.simulations.federation import materialize_synthetic_nodes
 
     torch.set_num_threads(1)
     job = parse_job(config)
@@ -391,7 +391,7 @@ def audit_run(run_dir: Path, attacks: Sequence[str] = ("loss",)) -> AuditReport:
 
     import yaml
 
-    from modeling.model_io import load_model
+    from confide.modeling.model_io import load_model
 
     for name in ("config.yaml", "model.pt", "metrics.json"):
         if not (run_dir / name).is_file():

@@ -24,23 +24,23 @@ import yaml
 from flwr.app import Context
 from flwr.simulation import run_simulation
 
-from clients.client_app import make_client_app
-from clients.node_data import NodeData
-from clients.node_runtime import NodeRefusal, NodeRuntime
-from clients.proposal import Proposal
+from confide.clients.client_app import make_client_app
+from confide.clients.node_data import NodeData
+from confide.clients.node_runtime import NodeRefusal, NodeRuntime
+from confide.clients.proposal import Proposal
 from confide.job import Job, parse_job
-from modeling.dp_training import predict_proba
-from modeling.errors import ConfideError
-from modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histograms
-from modeling.model_io import load_model
-from privacy.ledger import BudgetLedger, atomic_write_text
-from privacy.run_ledger import append_run, load_ledger_key, run_epsilon_from_snapshots
-from server.report import write_report
-from server.server_app import MODEL_FILE, OUTCOME_FILE, make_server_app
-from simulations.baselines import pooled_test, run_baselines
-from simulations.dropout import DropoutRuntime, dropout_rate
-from simulations.federation import materialize_synthetic_nodes
-from simulations.reproducibility import reproducibility_record
+from confide.modeling.dp_training import predict_proba
+from confide.modeling.errors import ConfideError
+from confide.modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histograms
+from confide.modeling.model_io import load_model
+from confide.privacy.ledger import BudgetLedger, atomic_write_text
+from confide.privacy.run_ledger import append_run, load_ledger_key, run_epsilon_from_snapshots
+from confide.server.report import write_report
+from confide.server.server_app import MODEL_FILE, OUTCOME_FILE, make_server_app
+from confide.simulations.baselines import pooled_test, run_baselines
+from confide.simulations.dropout import DropoutRuntime, dropout_rate
+from confide.simulations.federation import materialize_synthetic_nodes
+from confide.simulations.reproducibility import reproducibility_record
 
 __all__ = ["SimulationResult", "preflight", "prepare_run_dir", "simulate"]
 

@@ -33,10 +33,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from confide.config import ConfigError, compose_config, to_container
-from modeling.errors import ConfideError
-from privacy.errors import PrivacyError
-from privacy.ledger import atomic_write_text
-from simulations.reproducibility import reproducibility_record
+from confide.modeling.errors import ConfideError
+from confide.privacy.errors import PrivacyError
+from confide.privacy.ledger import atomic_write_text
+from confide.simulations.reproducibility import reproducibility_record
 
 __all__ = [
     "SweepPoint",
@@ -181,7 +181,7 @@ def run_sweep(
     on_point: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResult:
     """Run every point of the sweep; returns the sweep directory and the per-point records."""
-    from simulations.simulate import simulate
+    from confide.simulations.simulate import simulate
 
     started = datetime.now(UTC)
     clock = time.perf_counter()

@@ -52,8 +52,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
-from simulations import identities as ids
-from simulations.node_profiles import NodeProfile
+from confide.simulations import identities as ids
+from confide.simulations.node_profiles import NodeProfile
 
 __all__ = [
     "CATEGORIES",

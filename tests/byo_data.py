@@ -8,15 +8,15 @@ from pathlib import Path
 import yaml
 
 from confide.job import resolve_path
-from simulations.node_profiles import get_profile
-from simulations.synth import generate_customers, write_node_csv
+from confide.simulations.node_profiles import get_profile
+from confide.simulations.synth import generate_customers, write_node_csv
 
-SHIPPED_POLICY = "pkg://simulations/policies/synthetic_customers.yaml"
+SHIPPED_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
 
 
 def write_user_federation(root: Path, nodes: dict[str, int], seed: int = 3) -> Path:
     """Create CSVs, policies, keys and ``conf/federation/mine.yaml`` under ``root``."""
-    from privacy.keys import new_keyring_file
+    from confide.privacy.keys import new_keyring_file
 
     conf = root / "conf" / "federation"
     conf.mkdir(parents=True)

@@ -15,6 +15,6 @@ torch.set_num_threads(1)
 def churn_task():
     """The shipped churn task spec."""
     from confide.config import compose_config, to_container
-    from modeling.task_spec import parse_task_spec
+    from confide.modeling.task_spec import parse_task_spec
 
     return parse_task_spec(to_container(compose_config())["task"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from privacy import JobUsage, Policy, evaluate_job, load_policy
-from privacy.errors import PrivacyError
+from confide.privacy import JobUsage, Policy, evaluate_job, load_policy
+from confide.privacy.errors import PrivacyError
 
 from .rundata import RunData, node_budget, resolve_policy_path
 

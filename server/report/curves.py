@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-from modeling.metrics import histogram_points
+from confide.modeling.metrics import histogram_points
 
 __all__ = [
     "CalibrationCurve",

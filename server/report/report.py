@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from privacy.ledger import atomic_write_text
+from confide.privacy.ledger import atomic_write_text
 
 from . import plots
 from .compliance import PrivacyFacts, privacy_facts

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from confide.job import resolve_path
-from modeling.errors import ConfideError
+from confide.modeling.errors import ConfideError
 
 __all__ = ["ReportError", "RunData", "load_run", "node_budget", "resolve_policy_path"]
 

@@ -1,6 +1,6 @@
 """Benchmark helpers: the plain FedAvg loop, generated scale data, config and table rendering.
 
-Nothing here times anything; speed targets are checked by ``python -m benchmarks``.
+Nothing here times anything; speed targets are checked by ``python -m confide.benchmarks``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.common import base_config, federation_nodes, load_nodes, machine_info
-from benchmarks.engine_overhead import engine_config
-from benchmarks.plain_fedavg import plain_fedavg, weighted_average
-from benchmarks.report import render
-from benchmarks.scale import generate_encoded
-from benchmarks.utility import summarise
+from confide.benchmarks.common import base_config, federation_nodes, load_nodes, machine_info
+from confide.benchmarks.engine_overhead import engine_config
+from confide.benchmarks.plain_fedavg import plain_fedavg, weighted_average
+from confide.benchmarks.report import render
+from confide.benchmarks.scale import generate_encoded
+from confide.benchmarks.utility import summarise
 from confide.job import parse_job
-from modeling.model_io import load_model
-from simulations.simulate import simulate
+from confide.modeling.model_io import load_model
+from confide.simulations.simulate import simulate
 
 TINY = ["federation.nodes.0.rows=400", "federation.nodes.1.rows=200", "rounds=2"]
 

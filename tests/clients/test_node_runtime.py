@@ -10,14 +10,14 @@ import pytest
 import yaml
 from opacus.accountants import RDPAccountant
 
-from clients.node_runtime import NodeRefusal, NodeRuntime
-from clients.proposal import Proposal
+from confide.clients.node_runtime import NodeRefusal, NodeRuntime
+from confide.clients.proposal import Proposal
 from confide.config import compose_config, to_container
 from confide.job import parse_job, resolve_path
-from modeling.dp_training import RDP_ALPHAS
-from modeling.factory import build_model
-from privacy.ledger import BudgetLedger
-from simulations.federation import materialize_synthetic_nodes
+from confide.modeling.dp_training import RDP_ALPHAS
+from confide.modeling.factory import build_model
+from confide.privacy.ledger import BudgetLedger
+from confide.simulations.federation import materialize_synthetic_nodes
 
 
 @pytest.fixture
@@ -117,5 +117,5 @@ def test_evaluate_reports_pooled_sums_and_no_rows(small_job):
 
 
 def test_shipped_policy_resolves_from_the_package():
-    path = resolve_path("pkg://simulations/policies/synthetic_customers.yaml", "test")
+    path = resolve_path("pkg://confide.simulations/policies/synthetic_customers.yaml", "test")
     assert path.is_file()

@@ -12,7 +12,7 @@ from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 from flwr.supercore.task_identity import TaskIdentity
 
-from clients.secure_mods import legacy_fit_adapter, secure_mod
+from confide.clients.secure_mods import legacy_fit_adapter, secure_mod
 
 KEYS = ["linear.weight", "linear.bias"]
 ARRAYS = [np.ones((1, 3), dtype=np.float32), np.zeros(1, dtype=np.float32)]

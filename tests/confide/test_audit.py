@@ -8,12 +8,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import conf
+from confide import conf
 from confide.audit import audit, audit_config
 from confide.audit_report import render
 from confide.cli import app
 from confide.config import compose_config, to_container
-from privacy.registry import rules_for
+from confide.privacy.registry import rules_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = Path(conf.__file__).parent
@@ -108,7 +108,7 @@ def mini(
         "policy": str(tmp_path / "policy.yaml"),
     }
     if keys:
-        from privacy.keys import new_keyring_file
+        from confide.privacy.keys import new_keyring_file
 
         new_keyring_file(tmp_path / "keys.json")
         node["keys"] = str(tmp_path / "keys.json")
@@ -363,7 +363,7 @@ def test_render_markdown_mentions_every_guarantee(tmp_path):
 
 
 def test_ledger_cli_show_and_verify(tmp_path):
-    from privacy.run_ledger import RunLedger
+    from confide.privacy.run_ledger import RunLedger
 
     path = tmp_path / "l.jsonl"
     RunLedger(path).append(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from clients.node_runtime import NodeRefusal, NodeRuntime
-from clients.proposal import Proposal
 from confide.audit import audit_config
+from confide.clients.node_runtime import NodeRefusal, NodeRuntime
+from confide.clients.proposal import Proposal
 from confide.job import parse_job
-from modeling.errors import ConfideError
-from simulations.simulate import preflight
+from confide.modeling.errors import ConfideError
+from confide.simulations.simulate import preflight
 from tests.confide.test_audit import ledger, mini, with_policy
 
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-import conf
+from confide import conf
 from confide.config import ConfigError, compose_config, to_container
 from confide.job import JobError, parse_job
-from modeling.factory import build_model
-from server.strategy import build_strategy
+from confide.modeling.factory import build_model
+from confide.server.strategy import build_strategy
 
 CONF_DIR = Path(conf.__file__).parent
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from confide.config import compose_config, to_container
-from modeling.errors import ConfideError
-from privacy.errors import PrivacyError
-from simulations.simulate import simulate
+from confide.modeling.errors import ConfideError
+from confide.privacy.errors import PrivacyError
+from confide.simulations.simulate import simulate
 from tests.byo_data import write_user_federation
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from confide.audit import audit
 from confide.config import compose_config, to_container
-from privacy.run_ledger import RunLedger, file_sha256
-from simulations.simulate import simulate
+from confide.privacy.run_ledger import RunLedger, file_sha256
+from confide.simulations.simulate import simulate
 
 SMALL = [
     "federation.nodes.0.rows=2400",

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from confide.config import compose_config, to_container
-from simulations.dropout import drops_out
-from simulations.simulate import simulate
+from confide.simulations.dropout import drops_out
+from confide.simulations.simulate import simulate
 
 
 @pytest.mark.e2e

@@ -12,11 +12,11 @@ from flwr.app.message_type import MessageType
 from flwr.common.serde import message_from_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 
-import simulations.simulate as simulate_module
-from clients.audit import make_audit_mod
-from clients.client_app import make_client_app
+import confide.simulations.simulate as simulate_module
+from confide.clients.audit import make_audit_mod
+from confide.clients.client_app import make_client_app
 from confide.config import compose_config, to_container
-from simulations.simulate import simulate
+from confide.simulations.simulate import simulate
 from tests.byo_data import write_user_federation
 from tests.canary import find_canaries, seed_canaries
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from confide.config import compose_config, to_container
-from modeling.dp_training import epsilon_for_history, steps_per_epoch
-from modeling.errors import ConfideError
-from privacy.errors import SchemaError
-from simulations.simulate import simulate
+from confide.modeling.dp_training import epsilon_for_history, steps_per_epoch
+from confide.modeling.errors import ConfideError
+from confide.privacy.errors import SchemaError
+from confide.simulations.simulate import simulate
 
 pytestmark = pytest.mark.e2e
 
@@ -143,17 +143,17 @@ def test_dp_off_is_refused_by_the_shipped_policy_before_anything_is_written(tmp_
 
 
 def test_score_new_records_with_the_run_model(default_run, tmp_path):
-    from clients.scoring import score_file
+    from confide.clients.scoring import score_file
     from confide.job import resolve_path
-    from simulations.node_profiles import get_profile
-    from simulations.synth import generate_customers, write_node_csv
+    from confide.simulations.node_profiles import get_profile
+    from confide.simulations.synth import generate_customers, write_node_csv
 
     node_dir = default_run.run_dir / "nodes" / "ecommerce"
     fresh = write_node_csv(
         generate_customers(get_profile("ecommerce", 50), seed=99), tmp_path / "new.csv"
     )
     out = tmp_path / "scores.csv"
-    policy = resolve_path("pkg://simulations/policies/synthetic_customers.yaml", "test")
+    policy = resolve_path("pkg://confide.simulations/policies/synthetic_customers.yaml", "test")
     count = score_file(default_run.run_dir, fresh, policy, out, keys=node_dir / "keys.json")
     scores = pd.read_csv(out)
     assert count == 50 and list(scores.columns) == ["customer_id", "churn_probability"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from opacus.accountants import RDPAccountant
 
-from modeling.dp_training import (
+from confide.modeling.dp_training import (
     RDP_ALPHAS,
     DPSettings,
     TrainSettings,
@@ -17,10 +17,10 @@ from modeling.dp_training import (
     steps_per_epoch,
     train_local,
 )
-from modeling.errors import BudgetExceeded
-from modeling.factory import build_model
+from confide.modeling.errors import BudgetExceeded
+from confide.modeling.factory import build_model
 
-NET = {"_target_": "modeling.models.LogisticRegression"}
+NET = {"_target_": "confide.modeling.models.LogisticRegression"}
 
 
 def data(n=600, d=5, seed=0):
@@ -117,7 +117,7 @@ def test_secure_mode_without_torchcsprng_fails_closed():
     try:
         import torchcsprng  # noqa: F401
     except ImportError:
-        from modeling.errors import ConfideError
+        from confide.modeling.errors import ConfideError
 
         with pytest.raises(ConfideError, match="torchcsprng"):
             train_local(build_model(NET, 5), x, y, train, dp, state, seed=0)

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeling.encoding import encode_features, encode_labels
-from modeling.errors import DataError
-from modeling.task_spec import parse_task_spec
+from confide.modeling.encoding import encode_features, encode_labels
+from confide.modeling.errors import DataError
+from confide.modeling.task_spec import parse_task_spec
 
 SPEC = parse_task_spec(
     {

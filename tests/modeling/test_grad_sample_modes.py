@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from modeling.dp_training import DPSettings, DPState, TrainSettings, calibrate, train_local
-from modeling.factory import build_model
+from confide.modeling.dp_training import DPSettings, DPState, TrainSettings, calibrate, train_local
+from confide.modeling.factory import build_model
 
 NETS = {
-    "logreg": {"_target_": "modeling.models.LogisticRegression"},
-    "mlp": {"_target_": "modeling.models.MLP", "hidden": [8]},
+    "logreg": {"_target_": "confide.modeling.models.LogisticRegression"},
+    "mlp": {"_target_": "confide.modeling.models.MLP", "hidden": [8]},
 }
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from modeling.metrics import binary_metrics, metrics_from_histograms, score_histograms
+from confide.modeling.metrics import binary_metrics, metrics_from_histograms, score_histograms
 
 
 def test_pooled_histograms_match_exact_metrics_closely():

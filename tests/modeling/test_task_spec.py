@@ -1,7 +1,7 @@
 import pytest
 
-from modeling.errors import TaskSpecError
-from modeling.task_spec import parse_task_spec
+from confide.modeling.errors import TaskSpecError
+from confide.modeling.task_spec import parse_task_spec
 
 BASE = {
     "name": "t",

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from privacy.keys import Keyring
-from privacy.policy import load_policy
+from confide.privacy.keys import Keyring
+from confide.privacy.policy import load_policy
 
 POLICY_YAML = textwrap.dedent("""\
     version: 1

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from privacy import (
+from confide.privacy import (
     KeyMaterialError,
     Keyring,
     SchemaError,
@@ -16,7 +16,7 @@ from privacy import (
     parse_policy,
     rotate_file,
 )
-from privacy import apply as apply_mod
+from confide.privacy import apply as apply_mod
 
 
 def _frame(n=300):

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privacy import (
+from confide.privacy import (
     DecryptionError,
     Keyring,
     TransformError,
@@ -23,7 +23,7 @@ from privacy import (
     pseudonymize_series,
     rotate_series,
 )
-from privacy.encryption import _gcm_ad, _gcm_seal
+from confide.privacy.encryption import _gcm_ad, _gcm_seal
 
 ENCRYPT = {"deterministic": encrypt_deterministic_series, "randomized": encrypt_randomized_series}
 EMAILS = pd.Series([f"user{i}@example.com" for i in range(40)])
@@ -215,12 +215,12 @@ def test_pseudonyms_differ_across_keys_columns_datasets(keyring, other_keyring):
 
 
 def test_pseudonyms_stable_across_processes(tmp_path):
-    from privacy import new_keyring_file
+    from confide.privacy import new_keyring_file
 
     p = tmp_path / "k.json"
     new_keyring_file(p)
     code = (
-        "import sys, pandas as pd; from privacy import Keyring, pseudonymize_series; "
+        "import sys, pandas as pd; from confide.privacy import Keyring, pseudonymize_series; "
         "r = Keyring.load(sys.argv[1]); "
         "print(pseudonymize_series(pd.Series(['alice', '42']), r, 'ds', 'c').str.cat(sep=','))"
     )

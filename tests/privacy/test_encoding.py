@@ -4,8 +4,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privacy import apply_file, parse_policy
-from privacy.encoding import tokens_from_blobs
+from confide.privacy import apply_file, parse_policy
+from confide.privacy.encoding import tokens_from_blobs
 
 
 @settings(max_examples=50, deadline=None)

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from privacy import TransformError, generalize_series
-from privacy.geo_cn import CITY_TO_PROVINCE, PROVINCE_ALIASES
+from confide.privacy import TransformError, generalize_series
+from confide.privacy.geo_cn import CITY_TO_PROVINCE, PROVINCE_ALIASES
 
 
 def test_numeric_bins():

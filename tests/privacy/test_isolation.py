@@ -4,7 +4,8 @@ import sys
 
 def test_privacy_imports_neither_torch_nor_flwr():
     code = (
-        "import sys, privacy, privacy.cli, privacy.apply, privacy.pii_scan; "
+        "import sys, confide.privacy, confide.privacy.cli, confide.privacy.apply; "
+        "import confide.privacy.pii_scan; "
         "bad = [m for m in ('torch', 'flwr') if m in sys.modules]; "
         "sys.exit(1 if bad else 0)"
     )
@@ -12,7 +13,7 @@ def test_privacy_imports_neither_torch_nor_flwr():
 
 
 def test_public_api_is_exported():
-    import privacy
+    from confide import privacy
 
     for name in privacy.__all__:
         assert hasattr(privacy, name), name

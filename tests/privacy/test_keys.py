@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from privacy import KeyMaterialError, Keyring, add_key, new_keyring_file
-from privacy.keys import ENV_KEYRING, ENV_KEYRING_FILE
+from confide.privacy import KeyMaterialError, Keyring, add_key, new_keyring_file
+from confide.privacy.keys import ENV_KEYRING, ENV_KEYRING_FILE
 
 
 def _json(keys, active="k1"):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privacy import TransformError, mask_series
+from confide.privacy import TransformError, mask_series
 
 KINDS = [
     ("mobile", ()),

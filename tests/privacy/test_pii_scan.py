@@ -1,6 +1,6 @@
 import pandas as pd
 
-from privacy import parse_policy, scan_dataframe, scan_file
+from confide.privacy import parse_policy, scan_dataframe, scan_file
 
 
 def _df(n=50):

@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from privacy import PolicyError, SchemaError, Tier, dataset_tier, load_policy, parse_policy
-from privacy.transform_spec import parse_transform
+from confide.privacy import PolicyError, SchemaError, Tier, dataset_tier, load_policy, parse_policy
+from confide.privacy.transform_spec import parse_transform
 
 from .conftest import POLICY_YAML
 

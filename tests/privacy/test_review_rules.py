@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from privacy import RULES, ConfigReview, NodeFacts, evaluate_config, rule_catalogue_document
-from privacy.registry import rules_for
-from privacy.review_rules import find_inline_secrets, transport, widening_changes
+from confide.privacy import RULES, ConfigReview, NodeFacts, evaluate_config, rule_catalogue_document
+from confide.privacy.registry import rules_for
+from confide.privacy.review_rules import find_inline_secrets, transport, widening_changes
 
 # Key-like high-entropy strings (not real keys).
 B64_KEY = "q8Zr3vN1xWc7Lm2Pd9Ty5Ks0Hb4Jf6Ge-Ua_Ro1Ei8="

@@ -1,6 +1,6 @@
 import pytest
 
-from privacy import (
+from confide.privacy import (
     RULES,
     Finding,
     JobUsage,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from privacy.keys import new_keyring_file
-from privacy.run_ledger import (
+from confide.privacy.keys import new_keyring_file
+from confide.privacy.run_ledger import (
     GENESIS,
     RunLedger,
     RunLedgerError,

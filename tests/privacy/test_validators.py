@@ -1,6 +1,6 @@
 import pandas as pd
 
-from privacy import is_email, is_luhn, is_mobile, is_national_id
+from confide.privacy import is_email, is_luhn, is_mobile, is_national_id
 
 
 def test_national_id_checksum_and_dates():

@@ -10,13 +10,13 @@ from flwr.serverapp.strategy import (
 )
 
 from confide.config import compose_config, to_container
-from server.secure import (
+from confide.server.secure import (
     UNIT_WEIGHT_KEY,
     SecureConfigError,
     UniformWeights,
     check_secagg_strategy,
 )
-from server.strategy import build_strategy
+from confide.server.strategy import build_strategy
 
 GROUP = ["off", "secagg", "client_dp", "secagg_client_dp"]
 

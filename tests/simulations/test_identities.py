@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from simulations import identities as ids
+from confide.simulations import identities as ids
 
 N = 5_000
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.partitioning import (
+from confide.simulations.partitioning import (
     SCHEMES,
     PartitionError,
     PartitionSpec,

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from confide.cli import app
 from confide.config import compose_config, to_container
-from modeling.dp_training import DPSettings
-from simulations.privacy_audit import (
+from confide.modeling.dp_training import DPSettings
+from confide.simulations.privacy_audit import (
     attack_metrics,
     audit_job,
     dp_auc_bound,

@@ -11,21 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import conf
-from clients.proposal import Proposal
+from confide import conf
+from confide.clients.proposal import Proposal
 from confide.config import compose_config, to_container
 from confide.job import JobError, parse_job, resolve_path
-from modeling.dp_training import DPSettings, TrainSettings
-from simulations.dropout import DropoutRuntime, dropout_rate, drops_out
-from simulations.federation import PARTITION_FILE, materialize_synthetic_nodes
-from simulations.node_profiles import get_profile
-from simulations.privacy_audit import load_nodes
-from simulations.synth import generate_customers, write_node_csv
+from confide.modeling.dp_training import DPSettings, TrainSettings
+from confide.simulations.dropout import DropoutRuntime, dropout_rate, drops_out
+from confide.simulations.federation import PARTITION_FILE, materialize_synthetic_nodes
+from confide.simulations.node_profiles import get_profile
+from confide.simulations.privacy_audit import load_nodes
+from confide.simulations.synth import generate_customers, write_node_csv
 
 CONF_DIR = Path(conf.__file__).parent
 SCENARIOS = sorted(p.stem for p in (CONF_DIR / "scenario").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-SHIPPED_POLICY = "pkg://simulations/policies/synthetic_customers.yaml"
+SHIPPED_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
 
 
 def _job(overrides):
@@ -81,7 +81,7 @@ def test_explicit_nodes_and_a_source_are_exclusive_and_validated():
 
 
 def test_a_users_single_csv_is_split_by_a_column(tmp_path):
-    from privacy.keys import new_keyring_file
+    from confide.privacy.keys import new_keyring_file
 
     org = tmp_path / "org"
     data = write_node_csv(
@@ -115,7 +115,7 @@ def test_a_source_csv_breaking_its_policy_is_refused(tmp_path):
         "data": str(org / "customers.csv"),
         "policy": SHIPPED_POLICY,
     }
-    from privacy.errors import PrivacyError
+    from confide.privacy.errors import PrivacyError
 
     with pytest.raises(PrivacyError, match="loyalty_segment"):
         materialize_synthetic_nodes(parse_job(cfg), tmp_path / "nodes")
@@ -139,7 +139,7 @@ def test_dropout_is_deterministic_and_close_to_its_rate(churn_task):
 
 
 def test_splitting_by_a_core_sensitive_column_is_refused(tmp_path):
-    from modeling.errors import DataError
+    from confide.modeling.errors import DataError
 
     cfg = to_container(
         compose_config(["scenario=by_region", "federation.partition.column=national_id"])

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import simulations.simulate as simulate_module
+import confide.simulations.simulate as simulate_module
 from confide.config import ConfigError
-from simulations.simulate import SimulationResult
-from simulations.sweep import expand_sweep, plan_sweep, run_sweep, summary_rows
+from confide.simulations.simulate import SimulationResult
+from confide.simulations.sweep import expand_sweep, plan_sweep, run_sweep, summary_rows
 
 
 def test_axes_form_a_cartesian_product_and_off_means_dp_off():
@@ -64,7 +64,7 @@ def test_run_sweep_writes_results_table_and_plot(tmp_path, monkeypatch):
     def fake_simulate(config, on_round_end=None, verbose=False):
         seen.append(config)
         if config["model"]["name"] == "mlp" and not config["dp"]["enabled"]:
-            from modeling.errors import ConfideError
+            from confide.modeling.errors import ConfideError
 
             raise ConfideError("node 'x' refused (rule: DP-REQUIRED)")
         run_dir = Path(config["run"]["dir"])

@@ -12,8 +12,8 @@ from scipy.stats import chi2_contingency
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from simulations import identities as ids
-from simulations.node_profiles import (
+from confide.simulations import identities as ids
+from confide.simulations.node_profiles import (
     NodeProfile,
     bank,
     default_federation,
@@ -23,7 +23,7 @@ from simulations.node_profiles import (
     retailer,
     ten_node_profiles,
 )
-from simulations.synth import (
+from confide.simulations.synth import (
     CATEGORIES,
     CHANNELS,
     COLUMNS,

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from confide.config import compose_config, to_container
-from modeling.metrics import binary_metrics, metrics_from_histograms, score_histograms
+from confide.modeling.metrics import binary_metrics, metrics_from_histograms, score_histograms
 
 __all__ = ["NODES", "make_run", "scores_for"]
 
@@ -72,7 +72,7 @@ def make_run(
             "name": "retailer",
             "profile": "retailer",
             "rows": NODES["retailer"],
-            "policy": "pkg://simulations/policies/synthetic_customers.yaml",
+            "policy": "pkg://confide.simulations/policies/synthetic_customers.yaml",
         },
         {
             "name": "ecommerce",

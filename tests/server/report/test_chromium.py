@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.report import REPORT_SECTIONS, write_report
+from confide.server.report import REPORT_SECTIONS, write_report
 from tests.server.report.chromium import CHROMIUM, SKIP_REASON, pixel_stats, screenshot
 from tests.server.report.conftest import parse_page
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.report.compare import compare_runs
+from confide.server.report.compare import compare_runs
 from tests.server.report.conftest import parse_page
 
 

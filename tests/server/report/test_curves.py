@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from modeling.metrics import HISTOGRAM_BINS, metrics_from_histograms, score_histograms
-from server.report.curves import (
+from confide.modeling.metrics import HISTOGRAM_BINS, metrics_from_histograms, score_histograms
+from confide.server.report.curves import (
     calibration_curve,
     decile_table,
     gains_curve,

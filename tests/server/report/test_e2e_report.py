@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.report import REPORT_SECTIONS, write_report
+from confide.server.report import REPORT_SECTIONS, write_report
 from tests.server.report.chromium import CHROMIUM, SKIP_REASON, pixel_stats, screenshot
 from tests.server.report.conftest import parse_page
 

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
+from confide.server.recorder import RoundRecord
 from confide.summary import round_printer
-from server.recorder import RoundRecord
 
 
 def _record(number: int, auc: float) -> RoundRecord:

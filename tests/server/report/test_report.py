@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from server.report import (
+from confide.server.report import (
     REPORT_SECTIONS,
     STOPPED_SECTIONS,
     ReportError,
@@ -16,7 +16,7 @@ from server.report import (
     load_run,
     write_report,
 )
-from server.report.compliance import privacy_facts
+from confide.server.report.compliance import privacy_facts
 from tests.server.report.conftest import parse_page
 from tests.server.report.fake_run import make_run
 
