@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .encoding import SLICE
+from .tokens import SLICE
 from .encryption import (
     check_cardinality,
     decrypt_series,

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
-from .encoding import SLICE, concat, slices, tokens_from_blobs, tokens_from_matrices
+from .tokens import SLICE, concat, slices, tokens_from_blobs, tokens_from_matrices
 from .errors import DecryptionError, TransformError
 from .keys import KEY_ID_RE, Keyring
 from .registry import Rule, register_rule

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 from cryptography.hazmat.primitives import hashes, hmac
 
-from .encoding import concat, slices, tokens_from_blobs
+from .tokens import concat, slices, tokens_from_blobs
 from .keys import Keyring
 from .values import distinct_values, expand
 

@@ -1,4 +1,5 @@
-"""Vectorised unpadded urlsafe-base64 token assembly (an encoding, not a cipher).
+"""Token batching: vectorised unpadded urlsafe-base64 assembly of pseudonym and ciphertext tokens
+(an encoding, not a cipher; unrelated to feature encoding in ``confide.modeling.encoding``).
 
 Encrypting or MAC-ing is done per value by ``cryptography``; turning millions of byte strings
 into ``prefix + base64`` text one Python call at a time would dominate the cost, so equal-length

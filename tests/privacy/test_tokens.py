@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confide.privacy import apply_file, parse_policy
-from confide.privacy.encoding import tokens_from_blobs
+from confide.privacy.tokens import tokens_from_blobs
 
 
 @settings(max_examples=50, deadline=None)
