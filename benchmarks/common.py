@@ -14,8 +14,8 @@ from typing import Any
 
 from confide.clients.node_data import NodeData
 from confide.config import compose_config, to_container
+from confide.core.files import atomic_write_text
 from confide.job import Job
-from confide.privacy.ledger import atomic_write_text
 from confide.simulations.federation import materialize_synthetic_nodes
 from confide.simulations.node_profiles import PROFILES
 from confide.simulations.simulate import preflight

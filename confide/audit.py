@@ -41,7 +41,7 @@ from confide.privacy import (
     evaluate_job,
     load_policy,
 )
-from confide.privacy.ledger import BudgetLedger, LedgerError
+from confide.privacy.budget_ledger import BudgetLedger, LedgerError
 from confide.privacy.review_rules import FEDERATION, transport
 from confide.privacy.run_ledger import canonical_json
 

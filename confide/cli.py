@@ -104,7 +104,7 @@ def baseline(
     for name, r in rows.items():
         console.print(f"{name:32s} ROC-AUC {r['pooled']['roc_auc']:.4f}  ε {r['epsilon']:.3f}")
     if out is not None:
-        from confide.privacy.ledger import atomic_write_text
+        from confide.core.files import atomic_write_text
 
         atomic_write_text(out, json.dumps(rows, indent=2))
 

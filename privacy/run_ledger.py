@@ -41,7 +41,7 @@ from typing import Any
 
 from .errors import PrivacyError
 from .keys import Keyring
-from .ledger import atomic_write_text
+from confide.core.files import atomic_write_text
 
 __all__ = [
     "ENV_RUN_LEDGER_KEY_FILE",

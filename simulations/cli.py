@@ -127,7 +127,7 @@ def membership(
     """Membership-inference audit: members are the nodes' training rows, non-members their
     held-out rows; reports attack AUC and TPR at 1% FPR beside the bound implied by (ε, δ)."""
     from confide.config import compose_config, to_container
-    from confide.privacy.ledger import atomic_write_text
+    from confide.core.files import atomic_write_text
     from confide.simulations.privacy_audit import ATTACKS, audit_job, audit_run, dp_variant
 
     attacks = attack or ["loss"]

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from confide.clients.node_data import read_node_csv
+from confide.core.files import atomic_write_text
 from confide.job import Job, NodeSpec, resolve_path
 from confide.modeling.errors import DataError
 from confide.privacy import Tier, load_policy
 from confide.privacy.keys import new_keyring_file
-from confide.privacy.ledger import atomic_write_text
 from confide.simulations.node_profiles import get_profile
 from confide.simulations.partitioning import describe_partition, parse_partition, partition_indices
 from confide.simulations.synth import generate_customers, write_node_csv

@@ -33,9 +33,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from confide.config import ConfigError, compose_config, to_container
+from confide.core.files import atomic_write_text
 from confide.modeling.errors import ConfideError
 from confide.privacy.errors import PrivacyError
-from confide.privacy.ledger import atomic_write_text
 from confide.simulations.reproducibility import reproducibility_record
 
 __all__ = [

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confide.privacy.ledger import atomic_write_text
+from confide.core.files import atomic_write_text
 
 from . import plots
 from .html_page import Section, figure, page, paragraph, table

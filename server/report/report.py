@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from confide.privacy.ledger import atomic_write_text
+from confide.core.files import atomic_write_text
 
 from . import plots
 from .compliance import PrivacyFacts, privacy_facts

@@ -21,7 +21,7 @@ from flwr.proto.message_pb2 import Message as ProtoMessage
 
 from confide.config import compose_config, to_container
 from confide.deploy import start_run, wait_for_run
-from confide.privacy.ledger import BudgetLedger
+from confide.privacy.budget_ledger import BudgetLedger
 from tests.byo_data import write_user_federation
 from tests.canary import find_canaries, seed_canaries
 from tests.deployment import LocalFederation

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from confide.config import compose_config, to_container
-from confide.modeling.dp_training import epsilon_for_history, steps_per_epoch
+from confide.modeling.dp_accounting import epsilon_for_history, steps_per_epoch
 from confide.modeling.errors import ConfideError
 from confide.privacy.errors import SchemaError
 from confide.simulations.simulate import simulate

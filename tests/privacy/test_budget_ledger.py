@@ -5,7 +5,12 @@ import os
 
 import pytest
 
-from confide.privacy.ledger import BudgetLedger, BudgetRefused, LedgerError, atomic_write_text
+from confide.privacy.budget_ledger import (
+    BudgetLedger,
+    BudgetRefused,
+    LedgerError,
+    atomic_write_text,
+)
 
 
 def test_reserve_record_and_refuse_past_lifetime(tmp_path):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from confide.cli import app
 from confide.config import compose_config, to_container
-from confide.modeling.dp_training import DPSettings
+from confide.modeling.dp_accounting import DPSettings
 from confide.simulations.privacy_audit import (
     attack_metrics,
     audit_job,
