@@ -112,12 +112,9 @@ def notes_for(results: dict[str, Any]) -> list[str]:
                 "mask drawn over every row. Ghost clipping avoids materialising per-sample "
                 "gradients but runs two backward passes, which only pays for wide layers. "
                 "Confide's own per-round DP costs (accounting, data loading) are removed "
-                "above; what remains is inside Opacus's per-sample and per-step work. Larger "
-                "batches do not close the gap: a separate measurement on this machine (median of "
-                "7, ew mode) gave logreg 2.41x / 2.23x / 2.12x and MLP 2.87x / 3.07x / 4.91x at "
-                "batch 256 / 512 / 1024, so the per-sample work scales with the batch too. "
-                "Meeting 1.5x would need per-sample gradients outside Opacus (e.g. closed-form "
-                "for logistic regression), which the project does not do: Opacus's audited "
+                "above; what remains is inside Opacus's per-sample and per-step work. Meeting "
+                "the target would need per-sample gradients outside Opacus (e.g. closed-form for "
+                "logistic regression), which the project does not do: Opacus's audited "
                 "clipping, noise and accounting are worth the cost on models this small."
             )
     engine = results.get("engine_overhead")
