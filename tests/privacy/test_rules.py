@@ -150,9 +150,31 @@ def test_catalogue_lists_every_rule_with_rationale():
 
 
 def test_messages_never_contain_values():
-    findings = evaluate_job(_policy(), _usage(features=["phone"], lifetime_spent=9.9))
-    for f in findings:
-        assert "138" not in f.message
+    import dataclasses
+    import re
+
+    # the job rules see names and numbers only: no JobUsage field can carry a row value
+    assert {f.name: f.type for f in dataclasses.fields(JobUsage)} == {
+        "node": "str",
+        "features": "list[str]",
+        "label": "str",
+        "dp_enabled": "bool",
+        "epsilon_per_run": "float | None",
+        "delta": "float | None",
+        "n_train_rows": "int | None",
+        "lifetime_spent": "float",
+        "data_columns": "list[str] | None",
+    }
+    policy = _policy()
+    findings = evaluate_job(policy, _usage(features=["phone"], lifetime_spent=9.9))
+    assert _ids(findings) == {"CS-FEATURE", "TIER-TRANSFORM", "DP-LIFETIME"}
+    names = {c.name for c in policy.columns.values()} | {"phone", "churn"}
+    for f in findings:  # every quoted token is a column or task name, never anything else
+        quoted = re.findall(r"'([^']*)'", f.message)
+        assert set(quoted) <= names, (f.rule_id, quoted)
+        assert f.field is None or f.field in names
+    lifetime = next(f for f in findings if f.rule_id == "DP-LIFETIME")
+    assert "9.9" in lifetime.message and "11.9" in lifetime.message  # numbers are echoed
 
 
 def test_docs_rule_catalogue_is_in_sync():

@@ -59,11 +59,11 @@ def test_luhn():
             "000000000000",
             None,
             "79927398713",
-            "６２２２０２０２０２０２０２０２００１",
+            "６２２２０２０２０２０２０２０２０００",  # full width, valid check digit
+            "６２２２０２０２０２０２０２０２００１",  # full width, wrong check digit
         ]
     )
-    out = is_luhn(s).tolist()
-    assert out[:6] == [True, False, True, False, False, False]
+    assert is_luhn(s).tolist() == [True, False, True, False, False, False, True, False]
 
 
 def test_email():

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 
 from confide import conf
-from confide.clients.proposal import Proposal
 from confide.config import compose_config, to_container
 from confide.job import JobError, parse_job, resolve_path
-from confide.modeling.dp_training import DPSettings, TrainSettings
+from confide.modeling.dp_accounting import DPSettings
+from confide.modeling.local_training import TrainSettings
 from confide.simulations.dropout import DropoutRuntime, dropout_rate, drops_out
 from confide.simulations.federation import PARTITION_FILE, materialize_synthetic_nodes
 from confide.simulations.node_profiles import get_profile
 from confide.simulations.privacy_audit import load_nodes
 from confide.simulations.synth import generate_customers, write_node_csv
+from confide.wire import Proposal
 
 CONF_DIR = Path(conf.__file__).parent
 SCENARIOS = sorted(p.stem for p in (CONF_DIR / "scenario").glob("*.yaml"))
@@ -52,7 +53,10 @@ def test_each_scenario_materialises_nodes_that_pass_the_node_pipeline(scenario, 
 def test_scenarios_set_participation_knobs():
     sampled = _job(["scenario=sampled"]).config
     assert sampled["strategy"]["algorithm"]["fraction_train"] == 0.5
-    assert len(sampled["federation"]) and sampled["federation"]["partition"]["num_nodes"] == 10
+    assert sampled["federation"]["name"] == "sampled"
+    assert sampled["federation"]["partition"]["scheme"] == "iid"
+    assert sampled["federation"]["partition"]["num_nodes"] == 10
+    assert sampled["strategy"]["algorithm"]["min_train_nodes"] == 2
     dropped = _job(["scenario=dropout", "strategy=fedprox"]).config
     assert dropout_rate(dropped) == 0.2 and dropped["strategy"]["name"] == "fedprox"
     assert dropped["strategy"]["algorithm"]["min_train_nodes"] == 1
