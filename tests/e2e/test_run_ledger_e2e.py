@@ -10,6 +10,7 @@ from confide.audit import audit
 from confide.config import compose_config, to_container
 from confide.privacy.run_ledger import RunLedger, file_sha256
 from confide.simulations.simulate import simulate
+from tests.epsilon_checks import assert_run_epsilon
 
 SMALL = [
     "federation.nodes.0.rows=2400",
@@ -31,7 +32,17 @@ def test_simulate_appends_a_verified_ledger_record(tmp_path: Path):
     assert rec["model_sha256"] == file_sha256(result.run_dir / "model.pt")
     assert rec["config_sha256"] == audit(overrides).config_sha256
     assert set(rec["epsilon"]) == {"retailer", "ecommerce"}
-    assert all(0 < e <= 3.0 for e in rec["epsilon"].values())
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    for node, epsilon in rec["epsilon"].items():  # one round planned: the whole run's target
+        rows = metrics["nodes"][node]["train_rows"]
+        assert_run_epsilon(
+            epsilon,
+            target=3.0,
+            delta=1e-5,
+            train_rows=rows,
+            batch_size=256,
+            local_epochs=2,
+            rounds=1,
+        )
     assert rec["epsilon"]["retailer"] == pytest.approx(metrics["nodes"]["retailer"]["epsilon"])
     assert set(rec["policy_sha256"]) == {"retailer", "ecommerce"}

@@ -19,6 +19,7 @@ from confide.config import compose_config, to_container
 from confide.simulations.simulate import simulate
 from tests.byo_data import write_user_federation
 from tests.canary import find_canaries, seed_canaries
+from tests.epsilon_checks import assert_run_epsilon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -102,7 +103,19 @@ def test_client_level_dp_wrapper_runs_on_top_of_sample_level_dp(tmp_path):
     assert result.status == "completed"
     round1 = _read(result.run_dir, "history.json")["rounds"][0]
     assert set(round1["train"]) == {"a", "b"}
-    assert all(0 < v["epsilon"] <= 3.0 for v in round1["train"].values())
+    rows = _read(result.run_dir, "metrics.json")["nodes"]
+    for name, stats in round1["train"].items():  # client-level DP leaves sample-level DP intact
+        assert_run_epsilon(
+            stats["epsilon"],
+            target=3.0,
+            delta=1e-5,
+            train_rows=rows[name]["train_rows"],
+            batch_size=256,
+            local_epochs=1,
+            rounds=1,
+            noise_multiplier=stats["noise_multiplier"],
+            steps_taken=int(stats["steps"]),
+        )
     assert "central DP noise" in (result.run_dir / "logs" / "run.log").read_text("utf-8")
 
 

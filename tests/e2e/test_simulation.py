@@ -13,6 +13,7 @@ from confide.modeling.dp_accounting import epsilon_for_history, steps_per_epoch
 from confide.modeling.errors import ConfideError
 from confide.privacy.errors import SchemaError
 from confide.simulations.simulate import simulate
+from tests.epsilon_checks import assert_run_epsilon
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +79,17 @@ def test_reported_epsilon_is_the_accountants_for_all_steps_of_the_run(default_ru
         assert per_round[-1]["epsilon"] == pytest.approx(expected, rel=1e-9)
         one_round = epsilon_for_history([(sigma, q, int(per_round[0]["steps"]))], 1e-5, "rdp")
         assert per_round[-1]["epsilon"] > one_round
+        assert_run_epsilon(
+            per_round[-1]["epsilon"],
+            target=3.0,
+            delta=1e-5,
+            train_rows=info["train_rows"],
+            batch_size=batch,
+            local_epochs=config["train"]["local_epochs"],
+            rounds=config["rounds"],
+            noise_multiplier=sigma,
+            steps_taken=steps,
+        )
         ledger = read(default_run.run_dir, f"ledgers/{node}.json")
         assert ledger["runs"][0]["spent_epsilon"] == pytest.approx(expected)
 
@@ -105,9 +117,21 @@ def test_ten_node_federation_completes(tmp_path):
     result = run(tmp_path, overrides)
     assert result.status == "completed"
     assert len(result.metrics["nodes"]) == 10
-    last = read(result.run_dir, "history.json")["rounds"][-1]
+    history = read(result.run_dir, "history.json")["rounds"]
+    last = history[-1]
     assert len(last["train"]) == 10 and not last["refused"]
-    assert all(0 < n["epsilon"] <= 3.0 + 1e-6 for n in result.metrics["nodes"].values())
+    for name, info in result.metrics["nodes"].items():  # every node at the run's target
+        assert_run_epsilon(
+            info["epsilon"],
+            target=3.0,
+            delta=1e-5,
+            train_rows=info["train_rows"],
+            batch_size=256,
+            local_epochs=2,
+            rounds=2,
+            noise_multiplier=last["train"][name]["noise_multiplier"],
+            steps_taken=sum(int(r["train"][name]["steps"]) for r in history),
+        )
 
 
 def test_node_refusal_lets_others_continue_when_the_minimum_allows(tmp_path):
