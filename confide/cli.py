@@ -157,7 +157,7 @@ def score(
 
 
 # --- feature commands: each feature registers itself here with one import and one line ---
-from confide.server.report.cli import register_report_commands  # noqa: E402
+from confide.reports.cli import register_report_commands  # noqa: E402
 
 register_report_commands(app)
 from confide.deploy_cli import register_deploy_commands  # noqa: E402

@@ -35,7 +35,7 @@ from confide.modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histo
 from confide.modeling.model_io import load_model
 from confide.privacy.ledger import BudgetLedger, atomic_write_text
 from confide.privacy.run_ledger import append_run, load_ledger_key, run_epsilon_from_snapshots
-from confide.server.report import write_report
+from confide.reports import write_report
 from confide.server.server_app import MODEL_FILE, OUTCOME_FILE, make_server_app
 from confide.simulations.baselines import pooled_test, run_baselines
 from confide.simulations.dropout import DropoutRuntime, dropout_rate

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.server.report.fake_run import make_run
+from tests.reports.fake_run import make_run
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from confide.server.report.compare import compare_runs
-from tests.server.report.conftest import parse_page
+from confide.reports.compare import compare_runs
+from tests.reports.conftest import parse_page
 
 
 def test_compare_writes_table_and_plot_ordered_by_epsilon(runs_root, tmp_path):

@@ -21,7 +21,7 @@ from confide.modeling.metrics import binary_metrics, metrics_from_histograms, sc
 __all__ = ["NODES", "make_run", "scores_for"]
 
 NODES = {"retailer": 3000, "ecommerce": 600}
-_POLICY = Path(__file__).resolve().parents[3] / "simulations" / "policies"
+_POLICY = Path(__file__).resolve().parents[2] / "simulations" / "policies"
 _STRENGTH = {
     "global": 2.2,
     "centralised": 2.3,

@@ -8,6 +8,7 @@ from typing import Any
 
 from confide.privacy import JobUsage, Policy, evaluate_job, load_policy
 from confide.privacy.errors import PrivacyError
+from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
 
 from .rundata import RunData, node_budget, resolve_policy_path
 
@@ -48,40 +49,22 @@ class PrivacyFacts:
         return [f for n in self.nodes for f in n.findings if f.severity in ("ERROR", "WARN")]
 
 
-def _transport(config: dict[str, Any]) -> str:
-    deployment = config.get("deployment")
-    if isinstance(deployment, dict):
-        if deployment.get("transport") == "insecure" or deployment.get("insecure"):
-            return "Flower deployment engine, INSECURE (no TLS): for local demos only"
+def _transport(deployment: DeploymentSettings, config: dict[str, Any]) -> str:
+    if deployment.transport == "insecure":
+        return "Flower deployment engine, INSECURE (no TLS): for local demos only"
+    if deployment.transport == "tls":
         return "Flower deployment engine, TLS"
     backend = (config.get("simulation") or {}).get("backend", "ray")
     return f"local simulation engine (Flower, {backend} backend), no network transport"
 
 
-def _secagg(config: dict[str, Any]) -> str:
-    """SecAgg+ status from ``secagg`` or ``secure.secagg`` (``off`` unless the config says so)."""
-    secagg = config.get("secagg")
-    if secagg is None:
-        secagg = (config.get("secure") or {}).get("secagg")
-    if not secagg:
+def _secagg(secure: SecureSettings) -> str:
+    """SecAgg+ status from ``secure.secagg`` (off unless ``enabled: true``)."""
+    secagg = secure.secagg
+    if not secagg.enabled:
         return "off"
-    if isinstance(secagg, dict):
-        if not secagg.get("enabled", True):
-            return "off"
-        details = ", ".join(f"{k}={v}" for k, v in secagg.items() if k != "enabled")
-        return f"SecAgg+ on ({details})" if details else "SecAgg+ on"
-    return "SecAgg+ on"
-
-
-def _client_dp(config: dict[str, Any]) -> str:
-    """Client-level DP (Flower's fixed-clipping wrappers) from ``secure.client_dp``."""
-    cdp = (config.get("secure") or {}).get("client_dp") or {}
-    if not cdp.get("enabled"):
-        return "off"
-    return (
-        f"on (clipping on the {cdp.get('clipping', '?')}, clipping norm "
-        f"{cdp.get('clipping_norm', '?')}, noise multiplier {cdp.get('noise_multiplier', '?')})"
-    )
+    details = ", ".join(f"{k}={v}" for k, v in secagg.workflow_kwargs().items())
+    return f"SecAgg+ on ({details})"
 
 
 def _last_train(run: RunData, node: str) -> dict[str, Any]:
@@ -107,6 +90,7 @@ def _this_run_charge(ledger: dict[str, Any], run_id: str) -> float:
 
 def privacy_facts(run: RunData) -> PrivacyFacts:
     """Collect the privacy section: load each node's policy and run the job rules on it."""
+    secure = parse_secure(run.config)
     dp = run.dp
     task = run.config.get("task", {})
     features = [str(f["name"]) for f in task.get("features", [])]
@@ -164,5 +148,9 @@ def privacy_facts(run: RunData) -> PrivacyFacts:
             )
         )
     return PrivacyFacts(
-        dp, _transport(run.config), _secagg(run.config), _client_dp(run.config), nodes
+        dp,
+        _transport(parse_deployment(run.config), run.config),
+        _secagg(secure),
+        secure.client_dp.describe(),
+        nodes,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from confide.server.report import REPORT_SECTIONS, write_report
-from tests.server.report.chromium import CHROMIUM, SKIP_REASON, pixel_stats, screenshot
-from tests.server.report.conftest import parse_page
+from confide.reports import REPORT_SECTIONS, write_report
+from tests.reports.chromium import CHROMIUM, SKIP_REASON, pixel_stats, screenshot
+from tests.reports.conftest import parse_page
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 

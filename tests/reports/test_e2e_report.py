@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from confide.server.report import REPORT_SECTIONS, write_report
-from tests.server.report.chromium import CHROMIUM, SKIP_REASON, pixel_stats, screenshot
-from tests.server.report.conftest import parse_page
+from confide.reports import REPORT_SECTIONS, write_report
+from tests.reports.chromium import CHROMIUM, SKIP_REASON, pixel_stats, screenshot
+from tests.reports.conftest import parse_page
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def quiet_run(tmp_path_factory):
         "federation.nodes.0.rows=2000",
         "federation.nodes.1.rows=800",
     ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
         cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
     )

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from confide.server.report import (
+from confide.reports import (
     REPORT_SECTIONS,
     STOPPED_SECTIONS,
     ReportError,
@@ -16,9 +16,9 @@ from confide.server.report import (
     load_run,
     write_report,
 )
-from confide.server.report.compliance import privacy_facts
-from tests.server.report.conftest import parse_page
-from tests.server.report.fake_run import make_run
+from confide.reports.compliance import privacy_facts
+from tests.reports.conftest import parse_page
+from tests.reports.fake_run import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

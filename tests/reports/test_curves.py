@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from confide.modeling.metrics import HISTOGRAM_BINS, metrics_from_histograms, score_histograms
-from confide.server.report.curves import (
+from confide.reports.curves import (
     calibration_curve,
     decile_table,
     gains_curve,
@@ -15,7 +15,7 @@ from confide.server.report.curves import (
     pr_curve,
     roc_curve_from_histogram,
 )
-from tests.server.report.fake_run import scores_for
+from tests.reports.fake_run import scores_for
 
 
 @pytest.fixture(scope="module")

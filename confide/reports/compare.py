@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confide.core.files import atomic_write_text
+from confide.core.files import atomic_write_bytes, atomic_write_text
 
 from . import plots
 from .html_page import Section, figure, page, paragraph, table
-from .report import atomic_write_bytes
 from .rundata import ReportError, RunData, load_run
 
 __all__ = ["COMPARE_FILE", "COMPARE_PLOT", "CompareResult", "compare_rows", "compare_runs"]
