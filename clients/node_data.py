@@ -18,6 +18,7 @@ from confide.modeling.encoding import encode_features, encode_labels
 from confide.modeling.errors import DataError
 from confide.modeling.task_spec import TaskSpec
 from confide.privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job
+from confide.privacy.reader import CsvFormatError, read_csv_frame
 
 __all__ = [
     "NodeData",
@@ -56,26 +57,16 @@ class NodeData:
 
 
 def read_node_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV as strings (so a bad numeric value is reported, never silently coerced)."""
-    source = str(path)
-    if not path.exists():
-        raise DataError(f"{source}: file does not exist (rule: data path)")
-    if not path.is_file():
-        raise DataError(f"{source}: not a regular file (rule: data path)")
+    """Read a node's CSV as text under the shared reader's rules (:mod:`confide.privacy.reader`).
+
+    Empty fields are ``""``; a bad numeric value is reported at encoding, never coerced here.
+    Any refusal is a :class:`DataError` with the reader's one-line message (file, row, column,
+    rule), the same message ``privacy apply`` gives for the same file.
+    """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{source}: file is empty (rule: non-empty data)") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source}: file is not UTF-8 text (rule: CSV encoding)") from exc
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{source}: not a well-formed CSV file (rule: CSV format)") from exc
-    if frame.empty:
-        raise DataError(f"{source}: file has a header but no data rows (rule: non-empty data)")
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(f"{source}: column '{duplicated[0]}' appears twice (rule: schema)")
-    return frame
+        return read_csv_frame(path, require_rows=True)
+    except CsvFormatError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _task_frame(transformed: pd.DataFrame, policy: Policy, names: list[str], source: str):

@@ -151,7 +151,10 @@ def score(
 ) -> None:
     """Score new records with a run's global model, through the node's policy and encoding."""
     from confide.clients.scoring import score_file
+    from confide.core.paths import check_output_path
 
+    inputs = {"data file": data, "policy": policy, "key file": keys, "model": run / "model.pt"}
+    check_output_path(out, inputs)  # refused before anything is read or written
     count = score_file(run, data, policy, out, keys)
     typer.echo(f"scored {count} rows -> {out}")
 

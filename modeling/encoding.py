@@ -30,11 +30,11 @@ def _missing_mask(values: pd.Series) -> np.ndarray:
 def _encode_numeric(values: pd.Series, feat: NumericFeature, source: str) -> np.ndarray:
     missing = _missing_mask(values)
     parsed = pd.to_numeric(values.where(~missing), errors="coerce").to_numpy(dtype=float)
-    bad = np.isnan(parsed) & ~missing
+    bad = ~np.isfinite(parsed) & ~missing  # inf/-Infinity are refused, never clipped
     if bad.any():
         raise DataError(
-            f"{source}: column '{feat.name}' has non-numeric values in {_row_hint(bad)} "
-            "(rule: numeric feature)"
+            f"{source}: column '{feat.name}' has non-numeric or non-finite values in "
+            f"{_row_hint(bad)} (rule: numeric feature)"
         )
     if missing.any():
         if feat.fill is None:
@@ -57,6 +57,13 @@ def _encode_categorical(values: pd.Series, feat: CategoricalFeature, source: str
     missing = _missing_mask(values)
     canonical = values.where(~missing).map(_label_value, na_action="ignore")
     codes = pd.Index(feat.categories).get_indexer(canonical.to_numpy(dtype=object))
+    # A whitespace-only value is not an empty field: it is an undeclared category.
+    blank = (
+        missing
+        & values.notna().to_numpy(dtype=bool)
+        & (values.astype("string") != "").to_numpy(dtype=bool, na_value=False)
+    )
+    missing = missing & ~blank
     unknown = (codes < 0) & ~missing
     if unknown.any() and feat.unknown == "error":
         raise DataError(

@@ -9,8 +9,7 @@ refusal for ``encrypt:deterministic`` is decided over the whole file.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .tokens import SLICE
+from confide.core.files import atomic_writer, remove_stale_temps
+from confide.core.paths import check_output_path
+
 from .encryption import (
     check_cardinality,
     decrypt_series,
@@ -37,6 +38,8 @@ from .keys import ENV_KEYRING_FILE, Keyring
 from .masking import mask_series
 from .policy import ColumnRule, Policy, load_policy
 from .pseudonymize import pseudonymize_series
+from .reader import open_csv, open_regular
+from .tokens import SLICE
 
 __all__ = [
     "DEFAULT_CHUNKSIZE",
@@ -49,7 +52,6 @@ __all__ = [
 ]
 
 DEFAULT_CHUNKSIZE = 100_000
-_CSV_BLOCK = 256 * 1024  # bytes per CSV read block (longest allowed row)
 
 
 @dataclass
@@ -150,78 +152,20 @@ def _is_parquet(path: Path) -> bool:
 
 
 def _read_chunks(
-    path: Path, chunksize: int
+    path: Path, chunksize: int, stack: contextlib.ExitStack
 ) -> tuple[list[str], pa.Schema | None, Iterator[pd.DataFrame]]:
-    if not path.is_file():
-        raise SchemaError(f"{path}: input data file not found")
+    """Header, Arrow schema (Parquet only) and chunks of ``path``; files close with ``stack``."""
     if _is_parquet(path):
-        pf = pq.ParquetFile(path)
+        handle = stack.enter_context(open_regular(path, "data file"))
+        try:
+            pf = pq.ParquetFile(handle)
+        except (pa.ArrowInvalid, OSError):
+            raise SchemaError(f"{path}: not a readable Parquet file (rule: schema)") from None
         schema = pf.schema_arrow
         it = (b.to_pandas() for b in pf.iter_batches(batch_size=chunksize))
         return list(schema.names), schema, it
-    try:
-        header = pd.read_csv(path, nrows=0, encoding="utf-8")
-    except (pd.errors.EmptyDataError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise SchemaError(
-            f"{path}: cannot read CSV header ({type(exc).__name__}); "
-            "expected UTF-8 CSV with a header row"
-        ) from None
-    names = [str(c) for c in header.columns]
-    return names, None, _csv_chunks(path, names, chunksize)
-
-
-def _csv_chunks(path: Path, names: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
-    """Stream a CSV as text columns (only empty fields are null) in chunks of ``chunksize``."""
-    if len(set(names)) != len(names):
-        raise SchemaError(f"{path}: duplicate column names in the header (rule: schema)")
-    # Small blocks bound the reader's read-ahead (Arrow buffers a window of blocks); a single
-    # CSV row must fit in one block.
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=False),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.large_string()),
-                strings_can_be_null=True,
-                null_values=[""],
-            ),
-        )
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in reader:
-            while len(batch):
-                take = min(len(batch), chunksize - rows)
-                pending.append(batch.slice(0, take))
-                rows += take
-                batch = batch.slice(take)
-                if rows == chunksize:
-                    rows = 0
-                    yield _to_frame(_drain(pending))
-        if rows:
-            yield _to_frame(_drain(pending))
-    except pa.ArrowInvalid:  # Arrow's message may quote row contents: not repeated here
-        raise SchemaError(
-            f"{path}: malformed CSV (rule: schema); expected UTF-8 CSV with the "
-            "same number of fields on every row and rows under 256 KiB"
-        ) from None
-
-
-def _drain(batches: list) -> list:
-    """Move the items out of ``batches`` so the generator holds no reference while yielding."""
-    out = batches[:]
-    batches.clear()
-    return out
-
-
-def _to_frame(batches: list[pa.RecordBatch]) -> pd.DataFrame:
-    table = pa.Table.from_batches(batches)
-    return pd.DataFrame(
-        {
-            name: pd.Series(col.to_pandas().array, dtype="str")
-            for name, col in zip(table.column_names, table.columns, strict=True)
-        }
-    )
+    table = stack.enter_context(open_csv(path, "data file"))
+    return table.names, None, table.chunks(chunksize)
 
 
 class _Writer:
@@ -266,6 +210,15 @@ def _out_schema(
     return pa.schema(fields)
 
 
+def _inputs_of(policy: Policy, keyring: Keyring | None) -> dict[str, str | None]:
+    """The policy and key files a command read (those that are files), for the output guard."""
+    out: dict[str, str | None] = {}
+    for role, src in (("policy", policy.source), ("key file", getattr(keyring, "source", None))):
+        if src is not None and Path(src).is_file():
+            out[role] = src
+    return out
+
+
 def _run(
     in_path: Path,
     out_path: Path,
@@ -275,21 +228,23 @@ def _run(
     passthrough: Callable[[str], bool],
     fn: Callable[[pd.DataFrame], pd.DataFrame],
     finish: Callable[[], None] | None = None,
+    inputs: dict[str, str | None] | None = None,
 ) -> ApplyStats:
     if chunksize < 1:
         raise PrivacyError(f"chunksize must be a positive integer, got {chunksize}")
     in_path, out_path = Path(in_path), Path(out_path)
-    if in_path.resolve() == out_path.resolve():
-        raise PrivacyError(f"{out_path}: output would overwrite the input; choose another path")
+    check_output_path(out_path, {"data file": in_path, **(inputs or {})})
     if not out_path.parent.is_dir():
         raise PrivacyError(f"{out_path}: output directory does not exist")
+    remove_stale_temps(out_path)  # plaintext an interrupted earlier run may have left
     t0 = time.perf_counter()
-    columns, in_schema, chunks = _read_chunks(in_path, chunksize)
-    check_header(columns)
-    stats = ApplyStats(columns_in=columns, columns_out=list(out_columns), out_path=str(out_path))
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with contextlib.ExitStack() as stack:
+        columns, in_schema, chunks = _read_chunks(in_path, chunksize, stack)
+        check_header(columns)
+        stats = ApplyStats(
+            columns_in=columns, columns_out=list(out_columns), out_path=str(out_path)
+        )
+        with atomic_writer(out_path, "wb") as fh:
             writer = _Writer(
                 fh, _is_parquet(out_path), _out_schema(out_columns, in_schema, passthrough)
             )
@@ -305,13 +260,6 @@ def _run(
             if finish is not None:
                 finish()
             writer.close()
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     stats.seconds = time.perf_counter() - t0
     return stats
 
@@ -373,6 +321,7 @@ def apply_file(
         lambda c: pol.columns[c].spec.family == "keep",
         fn,
         lambda: tracker.check(src),
+        _inputs_of(pol, keyring),
     )
     stats.transforms = {c.name: c.transform for c in pol.columns.values()}
     return stats
@@ -418,6 +367,7 @@ def _crypto_file(
         pol.output_columns,
         lambda c: c not in enc_names,
         fn,
+        inputs=_inputs_of(pol, keyring),
     )
 
 

@@ -1,6 +1,10 @@
 """Command line: ``confide privacy ...`` (``privacy_app``) and ``confide keys ...`` (``keys_app``).
 
-Expected errors print one line to stderr and exit with code 2 (never a traceback).
+Expected errors print one line to stderr and exit with code 2 (never a traceback). An output
+path that resolves to any input of the command (data, policy, key file) is refused before
+anything is written. While a command writes, SIGTERM and SIGINT unwind like errors, so the
+atomic writer removes its temporary file (no plaintext left behind; exit 128 + signal number);
+the next run for the same output also removes temporary files an earlier kill left.
 ``scan --strict`` exits 1 when there are ERROR or WARN findings.
 """
 
@@ -14,8 +18,11 @@ from typing import Annotated
 
 import typer
 
+from confide.core.errors import ConfideError
+from confide.core.paths import check_output_path
+from confide.core.signals import Terminated, terminate_as_exception
+
 from .apply import DEFAULT_CHUNKSIZE, apply_file, decrypt_file, rotate_file
-from .errors import PrivacyError
 from .keys import ENV_KEYRING, ENV_KEYRING_FILE, Keyring, add_key, new_keyring_file
 from .pii_scan import scan_file
 from .policy import load_policy
@@ -43,13 +50,23 @@ def _expected_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
-        except PrivacyError as exc:
+            with terminate_as_exception():
+                return fn(*args, **kwargs)
+        except Terminated as exc:
+            typer.echo(f"error: {exc}; no partial output was kept", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except ConfideError as exc:
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror or type(exc).__name__}")
 
     return wrapper
+
+
+def _check_out(out: Path, policy: Path, data: Path, keys: Path | None) -> None:
+    """Refuse an output path that is (or links to) the policy, the data or the key file."""
+    key_file = keys if keys is not None else os.environ.get(ENV_KEYRING_FILE) or None
+    check_output_path(out, {"policy": policy, "data file": data, "key file": key_file})
 
 
 def _keyring(keys: Path | None, required: bool) -> Keyring | None:
@@ -120,6 +137,7 @@ def apply(
     chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
 ) -> None:
     """Apply a policy to a data file (schema check, transforms, drops)."""
+    _check_out(out, policy, data, keys)
     pol = load_policy(policy)
     needs = any(c.spec.needs_key for c in pol.columns.values())
     stats = apply_file(
@@ -141,6 +159,7 @@ def decrypt(
     chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
 ) -> None:
     """Owner-side: decrypt the encrypt:* columns of an applied file."""
+    _check_out(out, policy, data, keys)
     stats = decrypt_file(load_policy(policy), data, out, _keyring(keys, True), chunksize)
     typer.echo(f"wrote {stats.out_path}: {stats.rows} rows decrypted")
 
@@ -155,6 +174,7 @@ def rotate(
     chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
 ) -> None:
     """Re-encrypt the encrypt:* columns under the key file's active key."""
+    _check_out(out, policy, data, keys)
     ring = _keyring(keys, True)
     stats = rotate_file(load_policy(policy), data, out, ring, chunksize)
     typer.echo(f"wrote {stats.out_path}: {stats.rows} rows re-encrypted under key '{ring.active}'")

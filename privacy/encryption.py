@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from itertools import repeat
 
 import numpy as np
@@ -25,10 +26,10 @@ import pyarrow.compute as pc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
-from .tokens import SLICE, concat, slices, tokens_from_blobs, tokens_from_matrices
 from .errors import DecryptionError, TransformError
 from .keys import KEY_ID_RE, Keyring
 from .registry import Rule, register_rule
+from .tokens import SLICE, concat, slices, tokens_from_blobs, tokens_from_matrices
 from .values import distinct_values, expand
 
 __all__ = [
@@ -55,10 +56,17 @@ def _b64(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode("ascii")
 
 
+_UNPADDED_B64 = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _unb64(s: str) -> bytes:
-    if not s or "=" in s:
+    """Strict unpadded urlsafe base64: exact alphabet, no padding, canonical trailing bits."""
+    if not _UNPADDED_B64.fullmatch(s) or len(s) % 4 == 1:
         raise ValueError("bad base64")
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    raw = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    if _b64(raw) != s:
+        raise ValueError("bad base64")
+    return raw
 
 
 def _siv_ad(dataset: str, column: str, kid: str) -> list[bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from confide.core.files import (
+    UnsafeFileError,
+    atomic_write_text,
+    file_lock,
+    read_regular_file,
+    remove_stale_temps,
+)
 
 from .errors import KeyMaterialError
 from .registry import Rule, register_rule
@@ -36,9 +45,18 @@ KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _HINT = f"pass --keys KEYFILE or set {ENV_KEYRING_FILE}"
 
 
+_B64_PADDED = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
 def _b64decode(text: str) -> bytes:
-    text = text.strip()
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict padded urlsafe base64: exact alphabet, padding only at the end, canonical bits."""
+    if not _B64_PADDED.fullmatch(text) or len(text) % 4:
+        raise ValueError("not canonical urlsafe base64")
+    raw = base64.urlsafe_b64decode(text)
+    if base64.urlsafe_b64encode(raw).decode("ascii") != text:
+        raise ValueError("not canonical urlsafe base64")
+    return raw
 
 
 def _encode_parts(*parts: str) -> bytes:
@@ -67,9 +85,9 @@ class Keyring:
                 raise KeyMaterialError(
                     f"{source}: key '{kid}' must be exactly 32 bytes (rule KEY-FORMAT)"
                 )
-        if active not in keys:
+        if not isinstance(active, str) or active not in keys:  # never echoed: may be a key
             raise KeyMaterialError(
-                f"{source}: active key id '{active}' is not in the keyring (rule KEY-FORMAT)"
+                f"{source}: field 'active' does not name a key in the keyring (rule KEY-FORMAT)"
             )
         self._keys = {k: bytes(v) for k, v in keys.items()}
         self._active = active
@@ -144,12 +162,13 @@ class Keyring:
         keys: dict[str, bytes] = {}
         for kid, enc in data["keys"].items():
             try:
-                if not isinstance(enc, str) or not re.fullmatch(r"[A-Za-z0-9_=-]+", enc.strip()):
-                    raise ValueError
+                if not isinstance(enc, str):
+                    raise ValueError("not a string")
                 keys[kid] = _b64decode(enc)
             except (ValueError, binascii.Error):
+                name = f"key '{kid}'" if KEY_ID_RE.match(kid) else "a key"
                 raise KeyMaterialError(
-                    f"{source}: key '{kid}' is not urlsafe base64 (rule KEY-FORMAT)"
+                    f"{source}: {name} is not canonical padded urlsafe base64 (rule KEY-FORMAT)"
                 ) from None
         return cls(keys, data["active"], source)
 
@@ -158,8 +177,7 @@ class Keyring:
         """Read a key file; refuses files readable or writable by group/others."""
         p = Path(path)
         try:
-            st = p.stat()
-            raw = p.read_bytes()
+            st = p.stat()  # type and permissions are checked before a byte is read
         except FileNotFoundError:
             raise KeyMaterialError(
                 f"{p}: key file not found (rule KEY-MISSING); "
@@ -169,11 +187,21 @@ class Keyring:
             raise KeyMaterialError(
                 f"{p}: cannot read key file ({exc.strerror}) (rule KEY-MISSING)"
             ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyMaterialError(f"{p}: key file is not a regular file (rule KEY-FORMAT)")
         if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyMaterialError(
                 f"{p}: key file is accessible by group or others "
                 "(rule KEY-PERMISSIONS); run chmod 600 on it"
             )
+        if st.st_size > MAX_KEY_FILE_BYTES:
+            raise KeyMaterialError(
+                f"{p}: key file is over the {MAX_KEY_FILE_BYTES}-byte limit (rule KEY-FORMAT)"
+            )
+        try:
+            raw = read_regular_file(p, "key file", max_bytes=MAX_KEY_FILE_BYTES)
+        except UnsafeFileError as exc:
+            raise KeyMaterialError(f"{exc} (rule KEY-FORMAT)") from None
         return cls.from_json(raw, str(p))
 
     @classmethod
@@ -194,8 +222,9 @@ class Keyring:
         return json.dumps({"version": 1, "active": self._active, "keys": enc}, indent=2) + "\n"
 
 
-def _write_private(path: Path, text: str, *, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` with mode 0o600 via a temp file in the same directory."""
+def _write_new_private(path: Path, text: str) -> None:
+    """Create ``path`` (mode 0o600) atomically; refuses an existing path (also a symlink)."""
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
@@ -203,21 +232,15 @@ def _write_private(path: Path, text: str, *, overwrite: bool) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic and fails if ``path`` exists
-            os.unlink(tmp)
+        os.link(tmp, path)  # atomic and fails if ``path`` exists
     except FileExistsError:
-        os.unlink(tmp)
         raise KeyMaterialError(
             f"{path}: key file already exists (rule KEY-OVERWRITE); "
             "use 'confide keys rotate' to add a key"
         ) from None
-    except BaseException:
-        if os.path.exists(tmp):
+    finally:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
 
 
 def new_keyring_file(path: str | Path, key_id: str = "k1") -> Keyring:
@@ -226,13 +249,23 @@ def new_keyring_file(path: str | Path, key_id: str = "k1") -> Keyring:
     if not p.parent.is_dir():
         raise KeyMaterialError(f"{p}: directory does not exist (rule KEY-MISSING)")
     ring = Keyring({key_id: secrets.token_bytes(32)}, key_id, str(p))
-    _write_private(p, ring.to_json(), overwrite=False)
+    _write_new_private(p, ring.to_json())
     return ring
 
 
 def add_key(path: str | Path, key_id: str | None = None) -> str:
-    """Rotate: add a new random key to the key file and make it active; returns its id."""
+    """Rotate: add a new random key to the key file and make it active; returns its id.
+
+    A symlinked key file is written through: its final target is replaced (mode 0o600) and the
+    link stays a link, so there is never a second, diverging key file.
+    """
     p = Path(path)
+    with file_lock(p):
+        remove_stale_temps(p)
+        return _add_key_locked(p, key_id)
+
+
+def _add_key_locked(p: Path, key_id: str | None) -> str:
     ring = Keyring.from_file(p)
     if key_id is None:
         n = len(ring.key_ids) + 1
@@ -244,7 +277,7 @@ def add_key(path: str | Path, key_id: str | None = None) -> str:
     keys = {k: ring._keys[k] for k in ring.key_ids}
     keys[key_id] = secrets.token_bytes(32)
     new = Keyring(keys, key_id, str(p))
-    _write_private(p, new.to_json(), overwrite=True)
+    atomic_write_text(p, new.to_json(), file_mode=0o600)
     return key_id
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from confide.core.files import UnsafeFileError, read_regular_file
+
 from .errors import PolicyError, SchemaError
 from .registry import Rule, register_rule, rules_for
 from .tiers import Tier, dataset_tier
@@ -261,8 +263,45 @@ register_rule(
 # --------------------------------------------------------------------------- parsing
 
 
+MAX_POLICY_BYTES = 1024 * 1024
+_MAX_INT_DIGITS = 40
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _name(key: object) -> str:
+    """A user-supplied key for a message: quoted when it is a plain name, else described."""
+    if isinstance(key, str) and _PLAIN_NAME.fullmatch(key):
+        return f"'{key}'"
+    return "a key that is not a plain name"
+
+
+class _OversizedNumber:
+    """Stands in for an integer literal too long to be a meaningful setting (never converted)."""
+
+    def __repr__(self) -> str:
+        return "<oversized number>"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys."""
+    """SafeLoader that refuses anchors, aliases (no alias bombs) and duplicate mapping keys.
+
+    Anchors and aliases are refused while the document is composed, before any value is built,
+    so an alias bomb costs nothing. Integer literals longer than 40 digits are not converted.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode):
+    if sum(ch.isdigit() for ch in node.value) > _MAX_INT_DIGITS:
+        return _OversizedNumber()
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
@@ -278,13 +317,14 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}'", key_node.start_mark
+                None, None, f"duplicate key {_name(key)}", key_node.start_mark
             )
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 # YAML 1.2 style exponent floats such as ``1e-5`` (PyYAML's 1.1 rules read them as strings).
 _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -296,16 +336,14 @@ _StrictLoader.add_implicit_resolver(
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy YAML file (PolicyError naming the file and field)."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
+    if not p.exists():
         raise PolicyError(
             f"{p}: policy file not found (rule POLICY-MISSING); every dataset needs a policy"
-        ) from None
-    except OSError as exc:
-        raise PolicyError(
-            f"{p}: cannot read policy file ({exc.strerror}) (rule POLICY-MISSING)"
-        ) from None
+        )
+    try:  # a FIFO, a device or a huge file is refused before it is read
+        raw = read_regular_file(p, "policy file", max_bytes=MAX_POLICY_BYTES)
+    except UnsafeFileError as exc:
+        raise PolicyError(f"{exc} (rule POLICY-SYNTAX)") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -362,10 +400,11 @@ def parse_policy(mapping: dict, source: str, *, sha256: str | None = None) -> Po
 
 
 def _no_unknown(mapping: dict, allowed: tuple, source: str, where: str) -> None:
-    extra = [str(k) for k in mapping if k not in allowed]
+    extra = [k for k in mapping if k not in allowed]
     if extra:
+        names = sorted({_name(k) for k in extra})
         raise PolicyError(
-            f"{source}: {where}: unknown key(s) {', '.join(repr(k) for k in extra)} "
+            f"{source}: {where}: unknown key(s) {', '.join(names)} "
             f"(rule POLICY-UNKNOWN-KEY); allowed: {', '.join(allowed)}"
         )
 

@@ -168,7 +168,7 @@ def test_rotate_file(tmp_path, policy, keyring):
 def test_file_guards(tmp_path, policy, keyring):
     src = tmp_path / "in.csv"
     _frame(30).to_csv(src, index=False)
-    with pytest.raises(Exception, match="overwrite the input"):
+    with pytest.raises(Exception, match="rule: output is not an input"):
         apply_file(policy, src, src, keyring)
     with pytest.raises(SchemaError, match="not found"):
         apply_file(policy, tmp_path / "nope.csv", tmp_path / "o.csv", keyring)
