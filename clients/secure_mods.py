@@ -28,10 +28,9 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.compat.common import recorddict_compat as compat
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
-__all__ = ["legacy_fit_adapter", "secure_mod"]
+from confide.wire import ARRAY_KEYS_KEY, STATUS_FAILED, STATUS_KEY, STATUS_OK
 
-_ARRAY_KEYS_KEY = "confide-array-keys"  # server.secagg.ARRAY_KEYS_KEY (no server import here)
-_STATUS_KEY = "confide"  # clients.client_app.STATUS_KEY
+__all__ = ["legacy_fit_adapter", "secure_mod"]
 
 
 def _scalar(value):
@@ -45,7 +44,7 @@ def legacy_fit_adapter(msg: Message, ctxt: Context, call_next) -> Message:
     fit_ins = compat.recorddict_to_fitins(msg.content, keep_input=True)
     received = parameters_to_ndarrays(fit_ins.parameters)
     config = dict(fit_ins.config)
-    keys = json.loads(str(config.pop(_ARRAY_KEYS_KEY, "[]"))) or [
+    keys = json.loads(str(config.pop(ARRAY_KEYS_KEY, "[]"))) or [
         str(i) for i in range(len(received))
     ]
     unit_weight = KEY_CLIPPING_NORM in config
@@ -59,10 +58,10 @@ def legacy_fit_adapter(msg: Message, ctxt: Context, call_next) -> Message:
     reply = call_next(msg, ctxt)
     if reply.has_error():
         return reply
-    status = reply.content.config_records.get(_STATUS_KEY)
-    status_dict = dict(status) if status is not None else {"status": "failed"}
+    status = reply.content.config_records.get(STATUS_KEY)
+    status_dict = dict(status) if status is not None else {"status": STATUS_FAILED}
     metrics: dict = {k: v for k, v in status_dict.items() if _scalar(v) is not None}
-    if "arrays" in reply.content.array_records and status_dict.get("status") == "ok":
+    if "arrays" in reply.content.array_records and status_dict.get("status") == STATUS_OK:
         ndarrays = reply.content["arrays"].to_numpy_ndarrays()
         train_metrics = dict(reply.content["metrics"])
         num_examples = 1 if unit_weight else int(train_metrics["num-examples"])

@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from confide.settings import parse_deployment
+
 from .registry import RULES, SCOPES, Finding, Rule, register_rule, rules_for
 
 __all__ = [
@@ -81,39 +83,23 @@ def _f(rule_id: str, node: str, fld: str | None, message: str) -> Finding:
 
 
 def transport(config: Mapping[str, Any]) -> str:
-    """``simulation`` (no network), ``tls`` or ``insecure`` from ``deployment.transport``."""
-    deployment = config.get("deployment")
-    if not isinstance(deployment, Mapping):
-        return "simulation"
-    if deployment.get("insecure") is True:
-        return "insecure"
-    value = str(deployment.get("transport", "tls")).lower()
-    return value if value in ("tls", "insecure") else "unknown"
+    """``simulation`` (no network), ``tls`` or ``insecure``, from the typed deployment settings
+    (:func:`confide.settings.parse_deployment`, which refuses an unknown transport)."""
+    return parse_deployment(config).transport
 
 
 def _transport_insecure(review: ConfigReview) -> list[Finding]:
-    mode = transport(review.config)
-    if mode == "insecure":
-        return [
-            _f(
-                "TRANSPORT-INSECURE",
-                FEDERATION,
-                "deployment.transport",
-                "the job runs on the deployment engine without TLS (--insecure): weights, "
-                "metrics and epsilon cross the network unencrypted",
-            )
-        ]
-    if mode == "unknown":
-        return [
-            _f(
-                "TRANSPORT-INSECURE",
-                FEDERATION,
-                "deployment.transport",
-                "deployment.transport must be tls or insecure; an unknown transport is "
-                "treated as insecure",
-            )
-        ]
-    return []
+    if transport(review.config) != "insecure":
+        return []
+    return [
+        _f(
+            "TRANSPORT-INSECURE",
+            FEDERATION,
+            "deployment.transport",
+            "the job runs on the deployment engine without TLS (--insecure): weights, "
+            "metrics and epsilon cross the network unencrypted",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- secrets

@@ -20,12 +20,12 @@ What Confide does instead, with Flower's own pieces and nothing re-implemented:
   unmasked weighted mean; the server never holds one node's weights. With client-level DP on,
   the legacy ``DifferentialPrivacyClientSideFixedClipping`` wraps it (nodes clip, the server
   adds noise to the secure sum).
-* evaluation rounds: the Message-API :class:`~server.strategy.ConfideStrategy` as usual (nodes
-  report metrics, not weights).
-* on the node, :mod:`clients.secure_mods` routes SecAgg+ messages through ``secaggplus_mod`` and
-  translates between the legacy ``FitIns``/``FitRes`` layout and the ClientApp's messages. A
-  node that refuses a round sends a zero-weight masked vector (its reason travels in the plain
-  ``fitres.metrics`` record), so it adds nothing to the sum.
+* evaluation rounds: the Message-API :class:`~confide.server.strategy.ConfideStrategy` as
+  usual (nodes report metrics, not weights).
+* on the node, :mod:`confide.clients.secure_mods` routes SecAgg+ messages through
+  ``secaggplus_mod`` and translates between the legacy ``FitIns``/``FitRes`` layout and the
+  ClientApp's messages. A node that refuses a round sends a zero-weight masked vector (its
+  reason travels in the plain ``fitres.metrics`` record), so it adds nothing to the sum.
 """
 
 from __future__ import annotations
@@ -50,20 +50,35 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from confide.server.secure import SecureConfigError, client_dp_enabled, client_dp_settings
 from confide.server.strategy import ConfideStrategy, FederationStopped, stop_if_too_few
+from confide.settings import SecureConfigError, SecureSettings
+from confide.wire import ARRAY_KEYS_KEY, PER_NODE_TRAIN_METRICS, STATUS_FAILED, STATUS_OK
 
-__all__ = ["ARRAY_KEYS_KEY", "ConfideSecAggPlusWorkflow", "SecAggFedAvg", "run_secagg_rounds"]
+__all__ = [
+    "ConfideSecAggPlusWorkflow",
+    "SecAggFedAvg",
+    "check_secagg_strategy",
+    "run_secagg_rounds",
+]
 
-ARRAY_KEYS_KEY = "confide-array-keys"  # names of the model's arrays, in Parameters order
-_PER_NODE_TRAIN = ("train_loss", "epsilon", "steps", "num-examples", "noise_multiplier")
+_AGGREGATORS_WITH_SECAGG = ("FedAvg", "FedProx")
+
+
+def check_secagg_strategy(algorithm_cfg: Mapping[str, Any]) -> None:
+    """SecAgg+ only yields the weighted mean: refuse server optimisers that need more."""
+    target = str(algorithm_cfg.get("_target_", ""))
+    if target.rsplit(".", 1)[-1] not in _AGGREGATORS_WITH_SECAGG:
+        raise SecureConfigError(
+            f"secure.secagg works with strategy fedavg or fedprox, not '{target}': SecAgg+ "
+            "reveals only the weighted mean of the nodes' weights (rule: secure aggregation)"
+        )
 
 
 def _fitres_status(res: FitRes) -> tuple[str, str, str]:
     metrics = res.metrics or {}
     return (
         str(metrics.get("node", "unknown")),
-        str(metrics.get("status", "failed")),
+        str(metrics.get("status", STATUS_FAILED)),
         str(metrics.get("reason", "")),
     )
 
@@ -112,10 +127,10 @@ class SecAggFedAvg(LegacyFedAvg):
         trained = 0
         for _, res in sorted(results, key=lambda item: _fitres_status(item[1])[0]):
             node, status, reason = _fitres_status(res)
-            if status == "ok":
+            if status == STATUS_OK:
                 trained += 1
                 record.train[node] = {
-                    k: float(res.metrics[k]) for k in _PER_NODE_TRAIN if k in res.metrics
+                    k: float(res.metrics[k]) for k in PER_NODE_TRAIN_METRICS if k in res.metrics
                 }
             else:
                 record.refused[node] = reason or "reply without a confide status"
@@ -168,33 +183,10 @@ def _from_parameters(params: Parameters, like: ArrayRecord) -> ArrayRecord:
     )
 
 
-def _share_param(value: Any, key: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SecureConfigError(f"secure.secagg.{key} must be a number (rule: secure aggregation)")
-    return value
-
-
-def _workflow_kwargs(secagg_cfg: Mapping[str, Any], timeout: float) -> dict[str, Any]:
-    try:
-        return {
-            "num_shares": _share_param(secagg_cfg.get("num_shares", 1.0), "num_shares"),
-            "reconstruction_threshold": _share_param(
-                secagg_cfg.get("reconstruction_threshold", 0.5), "reconstruction_threshold"
-            ),
-            "max_weight": float(secagg_cfg.get("max_weight", 100000.0)),
-            "clipping_range": float(secagg_cfg.get("clipping_range", 8.0)),
-            "quantization_range": int(secagg_cfg.get("quantization_range", 2**24)),
-            "modulus_range": int(secagg_cfg.get("modulus_range", 2**32)),
-            "timeout": timeout,
-        }
-    except (TypeError, ValueError) as exc:
-        raise SecureConfigError(f"secure.secagg: {exc} (rule: secure aggregation)") from exc
-
-
 def run_secagg_rounds(
     strategy: ConfideStrategy,
     grid: Grid,
-    secure_cfg: Mapping[str, Any],
+    secure: SecureSettings,
     initial_arrays: ArrayRecord,
     num_rounds: int,
     timeout: float,
@@ -207,12 +199,14 @@ def run_secagg_rounds(
         strategy, dict(train_config), list(initial_arrays.keys()), min_available_nodes
     )
     legacy_strategy: Any = adapter
-    if client_dp_enabled(secure_cfg):
-        _, noise, norm = client_dp_settings(secure_cfg)
-        legacy_strategy = LegacyClientDP(adapter, noise, norm, max(2, strategy.min_train_nodes))
+    cdp = secure.client_dp
+    if cdp.enabled:
+        legacy_strategy = LegacyClientDP(
+            adapter, cdp.noise_multiplier, cdp.clipping_norm, max(2, strategy.min_train_nodes)
+        )
     try:
         workflow = ConfideSecAggPlusWorkflow(
-            adapter, **_workflow_kwargs(dict(secure_cfg.get("secagg") or {}), timeout)
+            adapter, **secure.secagg.workflow_kwargs(), timeout=timeout
         )
     except (TypeError, ValueError) as exc:
         raise SecureConfigError(f"secure.secagg: {exc} (rule: secure aggregation)") from exc

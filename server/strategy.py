@@ -11,25 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.serverapp import Grid
+from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import Strategy
 from hydra.utils import instantiate
 
-from confide.clients.client_app import STATUS_KEY
 from confide.modeling.errors import ConfideError
 from confide.server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
+from confide.server.client_dp import UNIT_WEIGHT_KEY, wrap_client_dp
 from confide.server.recorder import RunRecorder
+from confide.server.strategy_wrapper import StrategyWrapper
+from confide.settings import SecureSettings
+from confide.wire import PER_NODE_TRAIN_METRICS, STATUS_FAILED, STATUS_KEY, STATUS_OK
 
 __all__ = [
     "ConfideStrategy",
     "FederationStopped",
-    "StrategyWrapper",
     "build_strategy",
     "stop_if_too_few",
 ]
-
-_PER_NODE_TRAIN = ("train_loss", "epsilon", "steps", "num-examples", "noise_multiplier")
 
 
 class FederationStopped(ConfideError):
@@ -41,20 +40,13 @@ class FederationStopped(ConfideError):
 
 
 def build_strategy(
-    algorithm_cfg: dict[str, Any], secure_cfg: dict[str, Any] | None = None
+    algorithm_cfg: dict[str, Any], secure: SecureSettings | None = None
 ) -> Strategy:
     """Instantiate the configured Flower strategy with Confide's metric aggregation; with
-    ``secure.client_dp`` on, wrapped in Flower's fixed-clipping DP wrapper (server.secure)."""
-    from confide.server.secure import (
-        UNIT_WEIGHT_KEY,
-        client_dp_enabled,
-        secagg_enabled,
-        wrap_client_dp,
-    )
-
+    ``secure.client_dp`` on, wrapped in Flower's fixed-clipping DP wrapper (server.client_dp)."""
+    secure = secure if secure is not None else SecureSettings()
     cfg = {k: v for k, v in algorithm_cfg.items()}
-    unit = client_dp_enabled(secure_cfg) and not secagg_enabled(secure_cfg)
-    extra = {"weighted_by_key": UNIT_WEIGHT_KEY} if unit else {}
+    extra = {"weighted_by_key": UNIT_WEIGHT_KEY} if secure.unit_weights else {}
     try:
         inner = instantiate(
             cfg,
@@ -67,13 +59,13 @@ def build_strategy(
             f"strategy: cannot build {cfg.get('_target_')} ({type(exc).__name__}: {exc}) "
             "(rule: strategy config)"
         ) from exc
-    return wrap_client_dp(inner, secure_cfg, int(cfg.get("min_train_nodes", 1)))
+    return wrap_client_dp(inner, secure, int(cfg.get("min_train_nodes", 1)))
 
 
 def _status(msg: Message) -> tuple[str, str, str]:
     record = msg.content.config_records.get(STATUS_KEY)
     if record is None:
-        return "unknown", "failed", "reply without a confide status record"
+        return "unknown", STATUS_FAILED, "reply without a confide status record"
     return str(record["node"]), str(record["status"]), str(record.get("reason", ""))
 
 
@@ -93,36 +85,6 @@ def stop_if_too_few(recorder: RunRecorder, server_round: int, trained: int, mini
     )
 
 
-class StrategyWrapper(Strategy):
-    """A strategy that delegates everything to ``inner``; wrappers override what they change."""
-
-    def __init__(self, inner: Strategy) -> None:
-        self.inner = inner
-
-    def summary(self) -> None:
-        self.inner.summary()
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_train(server_round, arrays, config, grid)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        return self.inner.aggregate_train(server_round, replies)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)
-
-
 class ConfideStrategy(StrategyWrapper):
     """Wraps a Flower strategy: refusals, determinism, per-node history, early stop."""
 
@@ -139,7 +101,7 @@ class ConfideStrategy(StrategyWrapper):
                 record.failed.append(f"node {msg.metadata.src_node_id}: {msg.error.reason}")
                 continue
             node, status, reason = _status(msg)
-            if status == "ok":
+            if status == STATUS_OK:
                 accepted.append((node, msg))
             else:
                 record.refused[node] = reason
@@ -153,7 +115,9 @@ class ConfideStrategy(StrategyWrapper):
         record = self.recorder.round(server_round)
         for node, msg in accepted:
             metrics = msg.content["metrics"]
-            record.train[node] = {k: float(metrics[k]) for k in _PER_NODE_TRAIN if k in metrics}
+            record.train[node] = {
+                k: float(metrics[k]) for k in PER_NODE_TRAIN_METRICS if k in metrics
+            }
         stop_if_too_few(self.recorder, server_round, len(accepted), self.min_train_nodes)
         return self.inner.aggregate_train(server_round, [m for _, m in accepted])
 
@@ -169,6 +133,8 @@ class ConfideStrategy(StrategyWrapper):
                 for k, v in metrics.items()
                 if k.startswith("local_") or k == "num-examples"
             }
+            if "hist_pos" in metrics and "hist_neg" in metrics:
+                record.add_histogram(list(metrics["hist_pos"]), list(metrics["hist_neg"]))
         result = self.inner.aggregate_evaluate(server_round, [m for _, m in accepted])
         if result is not None:
             record.global_metrics = {k: float(v) for k, v in result.items()}

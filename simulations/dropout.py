@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from confide.clients.node_runtime import NodeRefusal, NodeRuntime
-from confide.clients.proposal import Proposal
 from confide.modeling.errors import ConfideError
+from confide.wire import Proposal
 
 __all__ = ["DropoutRuntime", "dropout_rate", "drops_out"]
 

@@ -11,10 +11,10 @@ import pytest
 
 from confide.audit import audit_config
 from confide.clients.node_runtime import NodeRefusal, NodeRuntime
-from confide.clients.proposal import Proposal
 from confide.job import parse_job
 from confide.modeling.errors import ConfideError
 from confide.simulations.simulate import preflight
+from confide.wire import Proposal
 from tests.confide.test_audit import ledger, mini, with_policy
 
 

@@ -7,6 +7,7 @@ import pytest
 from confide.privacy import RULES, ConfigReview, NodeFacts, evaluate_config, rule_catalogue_document
 from confide.privacy.registry import rules_for
 from confide.privacy.review_rules import find_inline_secrets, transport, widening_changes
+from confide.settings import SettingsError
 
 # Key-like high-entropy strings (not real keys).
 B64_KEY = "q8Zr3vN1xWc7Lm2Pd9Ty5Ks0Hb4Jf6Ge-Ua_Ro1Ei8="
@@ -47,13 +48,17 @@ def test_base_config_has_no_config_findings():
     assert evaluate_config(ConfigReview(base(), baseline=base())) == []
 
 
-@pytest.mark.parametrize(
-    "deployment", [{"transport": "insecure"}, {"insecure": True}, {"transport": "carrier-pigeon"}]
-)
+@pytest.mark.parametrize("deployment", [{"transport": "insecure"}, {"insecure": True}])
 def test_transport_insecure_fires(deployment):
     cfg = {**base(), "deployment": deployment}
     found = evaluate_config(ConfigReview(cfg))
     assert ids(found) == ["TRANSPORT-INSECURE"] and found[0].severity == "ERROR"
+
+
+def test_unknown_transport_is_refused_not_reviewed():
+    cfg = {**base(), "deployment": {"transport": "carrier-pigeon"}}
+    with pytest.raises(SettingsError, match=r"^deployment\.transport must be tls or insecure"):
+        evaluate_config(ConfigReview(cfg))
 
 
 def test_transport_tls_and_simulation_are_fine():

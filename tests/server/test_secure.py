@@ -10,13 +10,10 @@ from flwr.serverapp.strategy import (
 )
 
 from confide.config import compose_config, to_container
-from confide.server.secure import (
-    UNIT_WEIGHT_KEY,
-    SecureConfigError,
-    UniformWeights,
-    check_secagg_strategy,
-)
+from confide.server.client_dp import UNIT_WEIGHT_KEY, UniformWeights
+from confide.server.secagg import check_secagg_strategy
 from confide.server.strategy import build_strategy
+from confide.settings import SecureConfigError, parse_secure
 
 GROUP = ["off", "secagg", "client_dp", "secagg_client_dp"]
 
@@ -24,7 +21,7 @@ GROUP = ["off", "secagg", "client_dp", "secagg_client_dp"]
 @pytest.mark.parametrize("choice", GROUP)
 def test_every_secure_choice_composes_and_builds(choice):
     cfg = to_container(compose_config([f"secure={choice}"]))
-    strategy = build_strategy(cfg["strategy"]["algorithm"], cfg["secure"])
+    strategy = build_strategy(cfg["strategy"]["algorithm"], parse_secure(cfg))
     if choice == "client_dp":
         assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping)
         assert isinstance(strategy.strategy, UniformWeights)
@@ -40,13 +37,13 @@ def test_default_is_off():
 
 def test_server_side_clipping_option_and_refusals():
     cfg = to_container(compose_config(["secure=client_dp", "secure.client_dp.clipping=server"]))
-    strategy = build_strategy(cfg["strategy"]["algorithm"], cfg["secure"])
+    strategy = build_strategy(cfg["strategy"]["algorithm"], parse_secure(cfg))
     assert isinstance(strategy, DifferentialPrivacyServerSideFixedClipping)
     bad = to_container(
         compose_config(["secure=secagg_client_dp", "secure.client_dp.clipping=server"])
     )
     with pytest.raises(SecureConfigError, match="never sees one node's update"):
-        build_strategy(bad["strategy"]["algorithm"], bad["secure"])
+        parse_secure(bad)
     with pytest.raises(SecureConfigError, match="fedavg or fedprox"):
         check_secagg_strategy(
             to_container(compose_config(["strategy=fedadam"]))["strategy"]["algorithm"]

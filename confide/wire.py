@@ -1,6 +1,10 @@
-"""The server's per-round proposal to a node, as flat scalars that travel in a ConfigRecord.
+"""The wire protocol between the server and the nodes, imported by both sides.
 
-A node checks every proposal against its own policy; the server proposes, never overrides.
+Everything that crosses a Flower message and must be spelled the same on both ends lives here:
+the keys of the records Confide adds, the status values of a node's reply, the per-node
+training metrics the server records, and the server's per-round :class:`Proposal` (flat
+scalars that travel in a ConfigRecord). A node checks every proposal against its own policy;
+the server proposes, never overrides.
 """
 
 from __future__ import annotations
@@ -8,10 +12,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confide.modeling.dp_training import DPSettings, TrainSettings
-from confide.modeling.errors import ConfideError
+from confide.core.errors import ConfideError
+from confide.modeling.dp_accounting import DPSettings
+from confide.modeling.local_training import TrainSettings
 
-__all__ = ["Proposal", "ProposalError"]
+__all__ = [
+    "ARRAY_KEYS_KEY",
+    "DP_STATE_KEY",
+    "PER_NODE_TRAIN_METRICS",
+    "STATUSES",
+    "STATUS_FAILED",
+    "STATUS_KEY",
+    "STATUS_OK",
+    "STATUS_REFUSED",
+    "Proposal",
+    "ProposalError",
+]
+
+# A node's reply carries a ConfigRecord under STATUS_KEY: {node, status, reason}.
+STATUS_KEY = "confide"
+STATUS_OK = "ok"
+STATUS_REFUSED = "refused"
+STATUS_FAILED = "failed"  # what the server records for a reply without a status record
+STATUSES = (STATUS_OK, STATUS_REFUSED, STATUS_FAILED)
+
+# SecAgg+ rounds send the model as legacy Parameters: the array names travel in the fit config.
+ARRAY_KEYS_KEY = "confide-array-keys"
+
+# The node's own context state: its DP accountant between rounds of one run (never sent).
+DP_STATE_KEY = "confide.dp"
+
+# Training metrics a node reports and the server keeps per node in the run history.
+PER_NODE_TRAIN_METRICS = ("train_loss", "epsilon", "steps", "num-examples", "noise_multiplier")
 
 
 class ProposalError(ConfideError):
