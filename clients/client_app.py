@@ -16,15 +16,21 @@ from flwr.clientapp import ClientApp
 
 from confide.clients.audit import audit_mod
 from confide.clients.node_runtime import NodeRefusal, NodeRuntime
-from confide.clients.proposal import Proposal, ProposalError
 from confide.clients.secure_mods import secure_mod
+from confide.code_identity import CodeMismatch, check_coordinator_code
 from confide.job import NodeSpec, parse_job
 from confide.modeling.errors import ConfideError
+from confide.modeling.factory import find_instantiation_key
+from confide.wire import (
+    DP_STATE_KEY,
+    STATUS_KEY,
+    STATUS_OK,
+    STATUS_REFUSED,
+    Proposal,
+    ProposalError,
+)
 
-__all__ = ["STATUS_KEY", "app", "make_client_app", "runtime_from_deployment"]
-
-STATUS_KEY = "confide"
-_DP_STATE_KEY = "confide.dp"
+__all__ = ["app", "make_client_app", "refuse_instantiation", "runtime_from_deployment"]
 
 RuntimeResolver = Callable[[Context], NodeRuntime]
 
@@ -53,7 +59,7 @@ def make_client_app(resolve: RuntimeResolver, mods: list | None = None) -> Clien
             runtime = resolve(context)
             name = runtime.node.name
             proposal = _proposal(msg)
-            state = context.state.config_records.get(_DP_STATE_KEY)
+            state = context.state.config_records.get(DP_STATE_KEY)
             dp_state = dict(state) if state is not None else None
             if dp_state is not None and dp_state.get("run_id") != proposal.run_id:
                 dp_state = None  # a new run: its accountant starts empty
@@ -61,16 +67,16 @@ def make_client_app(resolve: RuntimeResolver, mods: list | None = None) -> Clien
                 dp_state.pop("run_id")
             outcome = runtime.train(msg.content["arrays"].to_torch_state_dict(), proposal, dp_state)
         except (NodeRefusal, ProposalError) as exc:
-            return _reply(msg, name, {}, "refused", str(exc))
+            return _reply(msg, name, {}, STATUS_REFUSED, str(exc))
         if outcome.dp_state is not None:
-            context.state[_DP_STATE_KEY] = ConfigRecord(
+            context.state[DP_STATE_KEY] = ConfigRecord(
                 {**outcome.dp_state, "run_id": proposal.run_id}
             )
         records = {
             "arrays": ArrayRecord(outcome.state_dict),
             "metrics": MetricRecord(outcome.metrics),
         }
-        return _reply(msg, name, records, "ok")
+        return _reply(msg, name, records, STATUS_OK)
 
     @client.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
@@ -81,8 +87,8 @@ def make_client_app(resolve: RuntimeResolver, mods: list | None = None) -> Clien
             proposal = _proposal(msg)
             metrics = runtime.evaluate(msg.content["arrays"].to_torch_state_dict(), proposal)
         except (NodeRefusal, ProposalError) as exc:
-            return _reply(msg, name, {}, "refused", str(exc))
-        return _reply(msg, name, {"metrics": MetricRecord(metrics)}, "ok")
+            return _reply(msg, name, {}, STATUS_REFUSED, str(exc))
+        return _reply(msg, name, {"metrics": MetricRecord(metrics)}, STATUS_OK)
 
     return client
 
@@ -92,16 +98,51 @@ def _optional_path(config: dict[str, Any], key: str) -> Path | None:
     return Path(str(value)).expanduser() if value not in (None, "") else None
 
 
+#: The one place a received job may carry ``_target_``: the coordinator's own strategy class,
+#: which it builds on its machine. A node never reads, imports or instantiates it.
+_COORDINATOR_STRATEGY = frozenset({("strategy", "algorithm", "_target_")})
+
+
+def refuse_instantiation(received: object) -> None:
+    """Refuse a received job holding a Hydra instantiation key (``_target_``, ``_args_``, ...)
+    anywhere, except the coordinator's own ``strategy.algorithm._target_`` (a plain string).
+
+    A node treats everything it receives as data: its model comes from the fixed registry by
+    name (:mod:`confide.modeling.factory`). This runs before the node touches its ledger."""
+    if not isinstance(received, dict):
+        raise NodeRefusal("run config 'confide-job': not a JSON object (rule: job format)")
+    strategy = received.get("strategy")
+    algorithm = strategy.get("algorithm") if isinstance(strategy, dict) else None
+    if isinstance(algorithm, dict) and not isinstance(algorithm.get("_target_", ""), str):
+        hidden: str | None = "strategy.algorithm._target_"
+    else:
+        hidden = find_instantiation_key(received, _COORDINATOR_STRATEGY)
+    if hidden is not None:
+        raise NodeRefusal(
+            f"run config 'confide-job': field '{hidden}' asks the node to instantiate code; a "
+            "node builds models from its registry by name only (rule: job is data)"
+        )
+
+
 def runtime_from_deployment(context: Context) -> NodeRuntime:
     """Deployment: the shared job comes in the run config, node-local settings from the
     SuperNode's ``--node-config`` (name, data-path, policy-path, keys-path, ledger-path,
     max-epsilon-per-run) and are never taken from the server."""
+    try:  # the node runs its own installed Confide; the coordinator must run the same
+        check_coordinator_code(context.run_config)
+    except CodeMismatch as exc:
+        raise NodeRefusal(str(exc)) from exc
     raw_job = context.run_config.get("confide-job")
     if not raw_job:
         raise NodeRefusal("the run config carries no 'confide-job' (rule: job format)")
     try:
-        job = parse_job(json.loads(str(raw_job)))
-    except (ValueError, ConfideError) as exc:
+        received = json.loads(str(raw_job))
+    except ValueError as exc:
+        raise NodeRefusal("run config 'confide-job': not valid JSON (rule: job format)") from exc
+    refuse_instantiation(received)
+    try:
+        job = parse_job(received)
+    except ConfideError as exc:
         raise NodeRefusal(f"the job in the run config is invalid: {exc} (rule: job)") from exc
     node_cfg = dict(context.node_config)
     for key in ("name", "data-path", "policy-path"):

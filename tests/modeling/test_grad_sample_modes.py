@@ -4,13 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from confide.modeling.dp_training import DPSettings, DPState, TrainSettings, calibrate, train_local
+from confide.modeling.dp_accounting import DPSettings, DPState, calibrate
 from confide.modeling.factory import build_model
+from confide.modeling.local_training import TrainSettings, train_local
 
-NETS = {
-    "logreg": {"_target_": "confide.modeling.models.LogisticRegression"},
-    "mlp": {"_target_": "confide.modeling.models.MLP", "hidden": [8]},
-}
+NETS = {"logreg": {}, "mlp": {"hidden": [8]}}  # registry name -> hyper-parameters
 
 
 def data(n=400, d=6, seed=0):
@@ -27,7 +25,7 @@ def test_every_mode_trains_and_accounts_every_step(net, mode):
     train = TrainSettings(learning_rate=0.5, batch_size=50, local_epochs=2)
     dp = DPSettings(epsilon=3.0, delta=1e-5, grad_sample_mode=mode)
     state = calibrate(dp, len(y), train, rounds=1)
-    model = build_model(NETS[net], x.shape[1], seed=0)
+    model = build_model(net, NETS[net], x.shape[1], seed=0)
     before = [p.detach().clone() for p in model.parameters()]
     result = train_local(model, x, y, train, dp, state, seed=3)
     assert result.steps == state.planned_steps == result.state.steps_taken
@@ -47,7 +45,7 @@ def test_modes_give_the_same_update_as_per_sample_hooks(net, other):
     weights = {}
     for mode in ("hooks", other):
         dp = DPSettings(epsilon=3.0, delta=1e-5, max_grad_norm=0.1, grad_sample_mode=mode)
-        model = build_model(NETS[net], x.shape[1], seed=0)
+        model = build_model(net, NETS[net], x.shape[1], seed=0)
         train_local(model, x, y, train, dp, noiseless, seed=5)
         weights[mode] = [p.detach().clone() for p in model.parameters()]
     for a, b in zip(weights["hooks"], weights[other], strict=True):
@@ -59,7 +57,7 @@ def test_ghost_clipping_survives_empty_poisson_batches():
     train = TrainSettings(learning_rate=0.5, batch_size=1, local_epochs=10)
     dp = DPSettings(epsilon=8.0, delta=1e-3, grad_sample_mode="ghost")
     state = calibrate(dp, len(y), train, rounds=1)
-    model = build_model(NETS["logreg"], x.shape[1], seed=0)
+    model = build_model("logreg", NETS["logreg"], x.shape[1], seed=0)
     result = train_local(model, x, y, train, dp, state, seed=0)
     assert result.steps == 20 == result.state.steps_taken
     assert all(torch.isfinite(p).all() for p in model.parameters())
