@@ -8,6 +8,10 @@ All validators NFKC-normalise first (full-width digits count as digits); nulls a
   prefix, spaces and hyphens ignored.
 * :func:`is_luhn` - 12-19 digit card number passing the Luhn check (spaces/hyphens ignored).
 * :func:`is_email` - a pragmatic ``local@domain.tld`` check.
+
+:func:`national_id_check_chars` and :func:`luhn_check_digits` compute the check characters
+themselves; the validators above and the synthetic-data generators
+(:mod:`confide.simulations.identities`) both use them, so there is one implementation of each.
 """
 
 from __future__ import annotations
@@ -15,10 +19,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["is_email", "is_luhn", "is_mobile", "is_national_id", "normalize_text"]
+__all__ = [
+    "is_email",
+    "is_luhn",
+    "is_mobile",
+    "is_national_id",
+    "luhn_check_digits",
+    "national_id_check_chars",
+    "normalize_text",
+]
 
 _ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_ID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+_ID_CHECK_TEXT = "10X98765432"
+_ID_CHECK = np.frombuffer(_ID_CHECK_TEXT.encode("ascii"), dtype=np.uint8)
+_ID_CHECK_CHARS = np.array(list(_ID_CHECK_TEXT))
 _SEP = r"[\s\-]"
 _MOBILE = r"(?:\+?86)?1[3-9]\d{9}"
 _EMAIL = (
@@ -43,6 +57,24 @@ def _digit_matrix(values: pd.Series, width: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.uint8).reshape(len(values), width)
 
 
+def _id_check_index(digits: np.ndarray) -> np.ndarray:
+    """Index into ``10X98765432`` of each row of 17 ID digits (ISO 7064 MOD 11-2)."""
+    return (np.asarray(digits, dtype=np.int64) * _ID_WEIGHTS).sum(axis=1) % 11
+
+
+def national_id_check_chars(digits: np.ndarray) -> np.ndarray:
+    """The GB 11643 check character (``0``-``9`` or ``X``) of each row of 17 digits."""
+    return _ID_CHECK_CHARS[_id_check_index(digits)]
+
+
+def luhn_check_digits(digits: np.ndarray) -> np.ndarray:
+    """The Luhn check digit of each row of payload digits (all rows the same width)."""
+    reverse = np.asarray(digits, dtype=np.int64)[:, ::-1]  # rightmost payload digit is doubled
+    doubled = reverse[:, 0::2] * 2
+    total = (doubled - 9 * (doubled > 9)).sum(axis=1) + reverse[:, 1::2].sum(axis=1)
+    return (10 - total % 10) % 10
+
+
 def is_national_id(s: pd.Series, today: pd.Timestamp | None = None) -> pd.Series:
     """18-character resident ID with valid MOD 11-2 checksum and a real birth date."""
     t = normalize_text(s).str.strip().str.upper()
@@ -51,8 +83,7 @@ def is_national_id(s: pd.Series, today: pd.Timestamp | None = None) -> pd.Series
     cand = t[fmt]
     if len(cand):
         m = _digit_matrix(cand, 18)
-        check = ((m[:, :17].astype(np.int64) - 48) * _ID_WEIGHTS).sum(axis=1) % 11
-        ok = _ID_CHECK[check] == m[:, 17]
+        ok = _ID_CHECK[_id_check_index(m[:, :17].astype(np.int64) - 48)] == m[:, 17]
         born = pd.to_datetime(cand.str.slice(6, 14), format="%Y%m%d", errors="coerce")
         limit = pd.Timestamp.today().normalize() if today is None else today
         ok &= (born.notna() & (born >= pd.Timestamp("1900-01-01")) & (born <= limit)).to_numpy()
@@ -74,10 +105,8 @@ def is_luhn(s: pd.Series) -> pd.Series:
     cand = t[fmt]
     if len(cand):
         m = _digit_matrix(cand.str.zfill(19), 19).astype(np.int64) - 48
-        doubled = m[:, 1::2] * 2  # columns 1,3,..,17 are every second digit from the right
-        doubled -= 9 * (doubled > 9)
-        total = m[:, 0::2].sum(axis=1) + doubled.sum(axis=1)
-        out[np.flatnonzero(fmt.to_numpy())] = (total % 10 == 0) & (m.sum(axis=1) > 0)
+        valid = luhn_check_digits(m[:, :18]) == m[:, 18]
+        out[np.flatnonzero(fmt.to_numpy())] = valid & (m.sum(axis=1) > 0)
     return pd.Series(out, index=s.index, name=s.name)
 
 

@@ -1,12 +1,22 @@
-"""Tests of the vectorised identity generators and their test-only validators."""
+"""Tests of the vectorised identity generators (validated by the privacy package's validators)."""
 
 from __future__ import annotations
 
+import inspect
 import re
+from importlib import resources
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from confide.privacy import geo_cn
+from confide.privacy.validators import (
+    is_luhn,
+    is_national_id,
+    luhn_check_digits,
+    national_id_check_chars,
+)
 from confide.simulations import identities as ids
 
 N = 5_000
@@ -67,7 +77,7 @@ def test_national_ids_structure(rng: np.random.Generator) -> None:
     province = rng.choice(ids.PROVINCES, size=N)
     codes = np.array([ids.PROVINCE_CODES[p] for p in province])
     out = ids.national_ids(rng, birth, gender, codes)
-    assert ids._check_gb11643(out).all()
+    assert is_national_id(pd.Series(out)).all()
     assert all(_gb11643_scalar(s) for s in out[:500])
     assert (np.strings.slice(out, 0, 2) == codes).all()
     assert (np.strings.slice(out, 6, 14) == np.strings.replace(birth.astype("U10"), "-", "")).all()
@@ -80,20 +90,32 @@ def test_national_ids_structure(rng: np.random.Generator) -> None:
     assert (np.strings.slice(out, 17, 18) == "X").any()  # the check character can be X
 
 
-def test_gb11643_validator_rejects_corruption() -> None:
-    good = np.array(["11010519491231002X", "440524188001010014"])  # examples from the standard
-    assert ids._check_gb11643(good).all()
-    bad = np.array(
-        [
-            "11010519491231002Y",  # wrong check character
-            "110105194912310021",  # wrong check digit
-            "11010519490231002X",  # 31 February is not a date
-            "1101051949123100",  # too short
-            "11010519491A31002X",  # non-digit
-        ]
-    )
-    assert not ids._check_gb11643(bad).any()
+def test_id_check_character_is_the_privacy_validators(rng: np.random.Generator) -> None:
+    """The generator and the validator share one MOD 11-2 implementation; both agree with an
+    independent scalar reference, and a corrupted check character is refused."""
+    good = np.array(["11010519491231002X", "440524198001010013"])
+    digits = np.array([[int(c) for c in s[:17]] for s in good])
+    assert national_id_check_chars(digits).tolist() == ["X", "3"]
+    assert is_national_id(pd.Series(good)).tolist() == [True, True]
+    bad = pd.Series(["11010519491231002Y", "110105194912310021", "11010519490231002X"])
+    assert is_national_id(bad).tolist() == [False, False, False]
     assert not any(_gb11643_scalar(s) for s in bad[:2])
+
+
+def test_identities_keep_no_validators_or_province_table_of_their_own() -> None:
+    source = inspect.getsource(ids)
+    for copy in ("_check_gb11643", "_check_luhn", "_GB_WEIGHTS", "10X98765432", '"广东省"'):
+        assert copy not in source, copy
+    assert {p: geo_cn.PROVINCE_CODES[p] for p in ids.PROVINCES} == ids.PROVINCE_CODES
+    assert geo_cn.PROVINCE_CODES["广东"] == "44" and len(geo_cn.PROVINCE_CODES) == 34
+
+
+def test_identity_tables_are_package_data() -> None:
+    data = resources.files("confide.simulations").joinpath("data")
+    for name in ("cities.csv", "districts.csv", "surnames.csv", "given_names.csv"):
+        assert data.joinpath(name).is_file(), name
+    assert resources.files("confide.privacy").joinpath("data/provinces.csv").is_file()
+    assert len(ids.CITIES) == 49 and ids.CITIES[0].districts[0] == ("110101", "东城区")
 
 
 def test_unknown_province_code_refused(rng: np.random.Generator) -> None:
@@ -106,13 +128,19 @@ def test_bank_cards_are_unionpay_and_luhn_valid(rng: np.random.Generator) -> Non
     assert all(re.fullmatch(r"62\d{14}(\d{3})?", c) for c in cards)
     lengths = set(np.strings.str_len(cards).tolist())
     assert lengths == {16, 19}
-    assert ids._check_luhn(cards).all()
+    assert is_luhn(pd.Series(cards)).all()
     assert all(_luhn_scalar(c) for c in cards[:500])
 
 
-def test_luhn_validator() -> None:
-    assert ids._check_luhn(np.array(["4111111111111111", "79927398713"])).all()
-    assert not ids._check_luhn(np.array(["4111111111111112", "79927398710", "62220a"])).any()
+def test_card_check_digit_is_the_privacy_validators() -> None:
+    payload = np.array([[int(c) for c in "411111111111111"], [int(c) for c in "000007992739871"]])
+    assert luhn_check_digits(payload).tolist() == [1, 3]
+    assert is_luhn(pd.Series(["4111111111111111", "5555555555554444"])).tolist() == [True, True]
+    assert is_luhn(pd.Series(["4111111111111112", "79927398710", "62220a"])).tolist() == [
+        False,
+        False,
+        False,
+    ]
 
 
 def test_emails(rng: np.random.Generator) -> None:

@@ -12,6 +12,7 @@ from scipy.stats import chi2_contingency
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from confide.privacy.validators import is_luhn, is_national_id
 from confide.simulations import identities as ids
 from confide.simulations.node_profiles import (
     NodeProfile,
@@ -193,7 +194,7 @@ def test_customer_ids_unique_and_node_specific(federation: dict[str, SyntheticNo
 
 def test_national_ids_valid_and_consistent(retail: pd.DataFrame) -> None:
     nid = retail["national_id"].to_numpy(dtype=str)
-    assert ids._check_gb11643(nid).all()
+    assert is_national_id(pd.Series(nid)).all()
     birth = pd.to_datetime(retail["national_id"].str[6:14], format="%Y%m%d")
     ref = pd.Timestamp(REFERENCE_DATE)
     had_birthday = (birth.dt.month < ref.month) | (
@@ -207,7 +208,7 @@ def test_national_ids_valid_and_consistent(retail: pd.DataFrame) -> None:
 
 
 def test_cards_mobiles_emails(retail: pd.DataFrame) -> None:
-    assert ids._check_luhn(retail["bank_card"].to_numpy(dtype=str)).all()
+    assert is_luhn(retail["bank_card"]).all()
     assert retail["bank_card"].str.fullmatch(r"62(\d{14}|\d{17})").all()
     assert retail["mobile"].str.fullmatch(r"1[3-9]\d{9}").all()
     assert retail["email"].str.fullmatch(r"[a-z0-9.]+@[a-z0-9]+\.(com|net)").all()
