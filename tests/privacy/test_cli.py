@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from confide.privacy.cli import keys_app, privacy_app
+from confide.privacy_cli import keys_app, privacy_app
 
 runner = CliRunner()
 

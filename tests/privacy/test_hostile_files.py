@@ -33,7 +33,7 @@ from confide.privacy import (
     load_policy,
     new_keyring_file,
 )
-from confide.privacy.cli import keys_app, privacy_app
+from confide.privacy_cli import keys_app, privacy_app
 
 from .conftest import POLICY_YAML
 

@@ -68,7 +68,7 @@ def _start(d: Path, command: str, out: Path) -> subprocess.Popen:
         "300",
     ]
     code = (
-        "import sys; from confide.privacy.cli import privacy_app; "
+        "import sys; from confide.privacy_cli import privacy_app; "
         f"sys.argv = ['confide-privacy', *{args!r}]; privacy_app()"
     )
     return subprocess.Popen(

@@ -1,5 +1,7 @@
 """Command line: ``confide privacy ...`` (``privacy_app``) and ``confide keys ...`` (``keys_app``).
 
+It lives in the CLI layer, so the privacy package itself stays free of typer.
+
 Expected errors print one line to stderr and exit with code 2 (never a traceback). An output
 path that resolves to any input of the command (data, policy, key file) is refused before
 anything is written. While a command writes, SIGTERM and SIGINT unwind like errors, so the
@@ -21,11 +23,16 @@ import typer
 from confide.core.errors import ConfideError
 from confide.core.paths import check_output_path
 from confide.core.signals import Terminated, terminate_as_exception
-
-from .apply import DEFAULT_CHUNKSIZE, apply_file, decrypt_file, rotate_file
-from .keys import ENV_KEYRING, ENV_KEYRING_FILE, Keyring, add_key, new_keyring_file
-from .pii_scan import scan_file
-from .policy import load_policy
+from confide.privacy.apply import DEFAULT_CHUNKSIZE, apply_file, decrypt_file, rotate_file
+from confide.privacy.keys import (
+    ENV_KEYRING,
+    ENV_KEYRING_FILE,
+    Keyring,
+    add_key,
+    new_keyring_file,
+)
+from confide.privacy.pii_scan import scan_file
+from confide.privacy.policy import load_policy
 
 __all__ = ["keys_app", "privacy_app"]
 
