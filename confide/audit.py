@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from confide.clients.node_data import train_rows
 from confide.config import compose_config, to_container
-from confide.job import Job, NodeSpec, parse_job, resolve_path
+from confide.job import Job, NodeSpec, parse_job, preflight_config, resolve_path
 from confide.modeling.errors import ConfideError
 from confide.privacy import (
     RULES,
@@ -44,6 +44,7 @@ from confide.privacy import (
 from confide.privacy.budget_ledger import BudgetLedger, LedgerError
 from confide.privacy.review_rules import FEDERATION, transport
 from confide.privacy.run_ledger import canonical_json
+from confide.settings import parse_secure
 
 __all__ = ["AuditReport", "ColumnView", "NodeView", "audit", "audit_config", "config_sha256"]
 
@@ -422,29 +423,25 @@ def _sample_dp(dp: Mapping[str, Any], rounds: Any, train: Mapping[str, Any]) -> 
     }
 
 
-def _section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    return ((config.get("secure") or {}).get(key)) or {}
-
-
 def _client_dp_text(config: Mapping[str, Any]) -> str:
-    cdp = _section(config, "client_dp")
-    if not cdp.get("enabled"):
+    cdp = parse_secure(config).client_dp
+    if not cdp.enabled:
         return "off"
     return (
-        f"on: Flower fixed clipping on the {cdp.get('clipping')}, clipping norm "
-        f"{cdp.get('clipping_norm')}, noise multiplier {cdp.get('noise_multiplier')}, nodes "
+        f"on: Flower fixed clipping on the {cdp.clipping}, clipping norm "
+        f"{cdp.clipping_norm}, noise multiplier {cdp.noise_multiplier}, nodes "
         "weighted equally"
     )
 
 
 def _secagg_text(config: Mapping[str, Any]) -> str:
-    sa = _section(config, "secagg")
-    if not sa.get("enabled"):
+    sa = parse_secure(config).secagg
+    if not sa.enabled:
         return "off: the server sees each node's (DP-SGD-trained) weights"
     return (
         f"SecAgg+ on: the server learns only the sum of the nodes' weights (num_shares "
-        f"{sa.get('num_shares')}, reconstruction_threshold "
-        f"{sa.get('reconstruction_threshold')})"
+        f"{sa.num_shares}, reconstruction_threshold "
+        f"{sa.reconstruction_threshold})"
     )
 
 
@@ -458,8 +455,8 @@ def _transport_text(config: Mapping[str, Any]) -> str:
 
 
 def _messages(config: Mapping[str, Any]) -> list[str]:
-    secagg = bool(_section(config, "secagg").get("enabled"))
-    cdp = bool(_section(config, "client_dp").get("enabled"))
+    secure = parse_secure(config)
+    secagg, cdp = secure.secagg.enabled, secure.client_dp.enabled
     weights = "model weights (ArrayRecord)"
     if cdp:
         weights += ", clipped for client-level DP"
@@ -497,13 +494,18 @@ def _outputs(config: Mapping[str, Any]) -> list[str]:
 
 def _job_or_error(config: Mapping[str, Any]) -> tuple[Job | None, str | None]:
     try:
-        return parse_job(config), None
+        job = parse_job(config)
     except ConfideError as exc:
         return None, str(exc)
     except KeyError as exc:
         return None, f"config key {exc.args[0]!r} is missing (rule: config)"
     except (TypeError, ValueError) as exc:
         return None, f"config value has the wrong type ({type(exc).__name__}) (rule: config)"
+    try:  # the run's own preflight: run directory inside run.root, run-ledger integrity
+        preflight_config(config)
+    except ConfideError as exc:
+        return job, str(exc)
+    return job, None
 
 
 def audit_config(
@@ -540,8 +542,8 @@ def audit_config(
         delta = float(dp["delta"]) if dp_on else None
     except (KeyError, TypeError, ValueError):
         epsilon, delta = None, None
-    secagg = bool(_section(config, "secagg").get("enabled"))
-    client_dp = bool(_section(config, "client_dp").get("enabled"))
+    secure = parse_secure(config)
+    secagg, client_dp = secure.secagg.enabled, secure.client_dp.enabled
     views, facts = [], []
     for node in nodes:
         generated = node.profile is not None or node.partitioned

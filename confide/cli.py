@@ -15,7 +15,7 @@ from rich.console import Console
 
 from confide.config import compose_config, to_container
 from confide.modeling.errors import ConfideError
-from confide.privacy.cli import keys_app, privacy_app
+from confide.privacy_cli import keys_app, privacy_app
 from confide.privacy.errors import PrivacyError
 
 __all__ = ["app", "main"]
@@ -172,6 +172,9 @@ register_research_commands(app)
 from confide.audit_cli import register_audit_commands  # noqa: E402
 
 register_audit_commands(app)
+from confide.node_check import register_node_commands  # noqa: E402
+
+register_node_commands(app)
 
 
 def main() -> None:

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from confide.modeling.dp_training import DPSettings, TrainSettings
+from confide.modeling.dp_accounting import DPSettings
 from confide.modeling.errors import ConfideError
+from confide.modeling.factory import ModelSpec, model_spec_from_config
+from confide.modeling.local_training import TrainSettings
 from confide.modeling.task_spec import TaskSpec, parse_task_spec
+from confide.partition_spec import PartitionError, parse_partition
+from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
 
-__all__ = ["Job", "JobError", "NodeSpec", "parse_job", "resolve_path"]
+__all__ = [
+    "Job",
+    "JobError",
+    "NodeSpec",
+    "check_name",
+    "check_run_ledger",
+    "parse_job",
+    "preflight_config",
+    "resolve_path",
+    "run_ledger_file",
+    "run_location",
+]
 
 _NODE_KEYS = {
     "name",
@@ -32,6 +48,49 @@ _SYNTHETIC_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml
 
 class JobError(ConfideError):
     """The composed config does not describe a valid job."""
+
+
+# Names become path components (run directory, node folders) and run-ledger ids.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NAME_RULE = (
+    "must be 1-64 characters of letters, digits, '_', '.', '-', start with a letter or digit "
+    "and hold no '..' (rule: safe names)"
+)
+
+
+def check_name(value: Any, where: str) -> str:
+    """Return ``value`` when it is a safe name for paths and ledgers; the error never echoes it."""
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or ".." in value:
+        raise JobError(f"config {where}: {_NAME_RULE}")
+    return value
+
+
+def _float(value: Any, where: str, rule: str, *, positive: bool = False) -> float:
+    """A finite number (int or float, never bool or text); ``positive``: also > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobError(f"config {where}: must be a number (rule: {rule})")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise JobError(f"config {where}: must be a finite number (rule: {rule})")
+    if positive and number <= 0:
+        raise JobError(f"config {where}: must be > 0 (rule: {rule})")
+    return number
+
+
+def _int(value: Any, where: str, rule: str, *, minimum: int | None = None) -> int:
+    """A whole number (int, or a float with no fraction); ``minimum`` is inclusive."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobError(f"config {where}: must be a whole number (rule: {rule})")
+    if minimum is not None and value < minimum:
+        raise JobError(f"config {where}: must be >= {minimum} (rule: {rule})")
+    if value.bit_length() > 63:
+        raise JobError(f"config {where}: is out of range (rule: {rule})")
+    return value
 
 
 def resolve_path(raw: str | Path, where: str) -> Path:
@@ -82,9 +141,9 @@ def _parse_node(raw: Any, index: int) -> NodeSpec:
     unknown = set(raw) - _NODE_KEYS
     if unknown:
         raise JobError(f"{where}: unknown keys {sorted(unknown)} (rule: federation)")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if raw.get("name") is None:
         raise JobError(f"{where}: 'name' is required (rule: federation)")
+    name = check_name(raw.get("name"), f"{where}.name")
     if not raw.get("policy"):
         raise JobError(f"{where} '{name}': 'policy' is required (rule: policy per node)")
     has_data, has_profile = bool(raw.get("data")), bool(raw.get("profile"))
@@ -94,24 +153,30 @@ def _parse_node(raw: Any, index: int) -> NodeSpec:
             "(rule: federation)"
         )
     max_eps = raw.get("max_epsilon_per_run")
+    if max_eps is not None:
+        max_eps = _float(max_eps, f"{where}.max_epsilon_per_run", "node DP limits", positive=True)
+    rows = raw.get("rows")
+    if rows is not None:
+        rows = _int(rows, f"{where}.rows", "federation", minimum=1)
+    part = raw.get("part")
+    if part is not None:
+        part = _int(part, f"{where}.part", "federation", minimum=0)
     return NodeSpec(
         name=name,
         policy=resolve_path(raw["policy"], where),
         data=resolve_path(raw["data"], where) if has_data else None,
         profile=str(raw["profile"]) if has_profile else None,
-        rows=int(raw["rows"]) if raw.get("rows") is not None else None,
+        rows=rows,
         keys=resolve_path(raw["keys"], where) if raw.get("keys") else None,
         ledger=resolve_path(raw["ledger"], where) if raw.get("ledger") else None,
-        max_epsilon_per_run=float(max_eps) if max_eps is not None else None,
-        part=int(raw["part"]) if raw.get("part") is not None else None,
+        max_epsilon_per_run=max_eps,
+        part=part,
     )
 
 
 def _partitioned_nodes(federation: Mapping[str, Any]) -> tuple[NodeSpec, ...]:
     """Placeholder nodes of a ``source`` + ``partition`` federation; their data is written
-    when the run is materialised (``simulations.federation``)."""
-    from confide.simulations.partitioning import PartitionError, parse_partition
-
+    when the run is materialised (``confide.simulations.federation``)."""
     where = "federation.source"
     source = federation.get("source")
     if not isinstance(source, Mapping):
@@ -150,6 +215,8 @@ class Job:
     rounds: int
     seed: int
     test_fraction: float
+    secure: SecureSettings = field(default_factory=SecureSettings)
+    deployment: DeploymentSettings = field(default_factory=DeploymentSettings)
 
     @property
     def federation(self) -> str:
@@ -157,11 +224,12 @@ class Job:
 
     @property
     def model_name(self) -> str:
-        return str(self.config["model"]["name"])
+        return self.model_net.name
 
     @property
-    def model_net(self) -> dict[str, Any]:
-        return dict(self.config["model"]["net"])
+    def model_net(self) -> ModelSpec:
+        """The model as data: a registry name with validated hyper-parameters."""
+        return model_spec_from_config(self.config.get("model"), "model")
 
     @property
     def strategy_name(self) -> str:
@@ -181,11 +249,12 @@ def _dp_settings(raw: Mapping[str, Any]) -> DPSettings:
     enabled = raw.get("enabled")
     if not isinstance(enabled, bool):
         raise JobError("dp.enabled must be true or false; switching DP off is explicit (rule: DP)")
+    max_grad_norm = _float(raw.get("max_grad_norm", 1.0), "dp.max_grad_norm", "DP", positive=True)
     if not enabled:
-        return DPSettings(enabled=False, max_grad_norm=float(raw.get("max_grad_norm", 1.0)))
+        return DPSettings(enabled=False, max_grad_norm=max_grad_norm)
     try:
         eps, delta = float(raw["epsilon"]), float(raw["delta"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise JobError("dp.epsilon and dp.delta must be numbers when DP is on (rule: DP)") from exc
     if not (eps > 0 and math.isfinite(eps)) or not 0 < delta < 1:
         raise JobError("dp.epsilon must be > 0 and dp.delta in (0, 1) (rule: DP)")
@@ -197,7 +266,7 @@ def _dp_settings(raw: Mapping[str, Any]) -> DPSettings:
         enabled=True,
         epsilon=eps,
         delta=delta,
-        max_grad_norm=float(raw["max_grad_norm"]),
+        max_grad_norm=max_grad_norm,
         accountant=str(raw["accountant"]),
         secure_mode=bool(raw.get("secure_mode", False)),
         grad_sample_mode=str(raw["grad_sample_mode"]),
@@ -217,22 +286,36 @@ def parse_job(config: Mapping[str, Any]) -> Job:
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise JobError("federation.nodes: node names must be unique (rule: federation)")
+    for where, value in (
+        ("task.name", (config.get("task") or {}).get("name")),
+        ("federation.name", (config.get("federation") or {}).get("name")),
+        ("run.name", (config.get("run") or {}).get("name")),
+    ):
+        check_name(value, where)
     train_raw = config.get("train", {})
+    momentum = _float(train_raw.get("momentum", 0.0), "train.momentum", "train")
+    if not 0 <= momentum < 1:
+        raise JobError("config train.momentum: must be in [0, 1) (rule: train)")
+    mu = config["strategy"]["algorithm"].get("proximal_mu", 0.0)
+    proximal_mu = _float(mu, "strategy.algorithm.proximal_mu", "strategy")
+    if proximal_mu < 0:
+        raise JobError("config strategy.algorithm.proximal_mu: must be >= 0 (rule: strategy)")
     train = TrainSettings(
-        learning_rate=float(train_raw["learning_rate"]),
-        batch_size=int(train_raw["batch_size"]),
-        local_epochs=int(train_raw["local_epochs"]),
-        momentum=float(train_raw.get("momentum", 0.0)),
-        proximal_mu=float(config["strategy"]["algorithm"].get("proximal_mu", 0.0)),
+        learning_rate=_float(train_raw.get("learning_rate"), "train.learning_rate", "train"),
+        batch_size=_int(train_raw.get("batch_size"), "train.batch_size", "train"),
+        local_epochs=_int(train_raw.get("local_epochs"), "train.local_epochs", "train"),
+        momentum=momentum,
+        proximal_mu=proximal_mu,
     )
     if train.batch_size < 1 or train.local_epochs < 1 or train.learning_rate <= 0:
         raise JobError("train: batch_size and local_epochs must be >= 1, learning_rate > 0")
-    rounds = int(config["rounds"])
+    rounds = _int(config.get("rounds"), "rounds", "rounds")
     if rounds < 1:
         raise JobError("rounds must be >= 1 (rule: rounds)")
-    test_fraction = float(config["split"]["test_fraction"])
+    test_fraction = _float(config["split"]["test_fraction"], "split.test_fraction", "split")
     if not 0 < test_fraction < 1:
         raise JobError("split.test_fraction must be in (0, 1) (rule: split)")
+    model_spec_from_config(config.get("model"), "model")  # a registry name, never a class path
     return Job(
         config=config,
         task=parse_task_spec(config["task"], source="task config"),
@@ -240,6 +323,58 @@ def parse_job(config: Mapping[str, Any]) -> Job:
         dp=_dp_settings(config.get("dp", {})),
         nodes=nodes,
         rounds=rounds,
-        seed=int(config["seed"]),
+        seed=_int(config.get("seed"), "seed", "seed", minimum=0),
         test_fraction=test_fraction,
+        secure=parse_secure(config),
+        deployment=parse_deployment(config),
     )
+
+
+def run_ledger_file(config: Mapping[str, Any]) -> Path:
+    """The run ledger: ``run.ledger`` when set, else ``run-ledger.jsonl`` in ``run.root``."""
+    run_cfg = config.get("run") or {}
+    if run_cfg.get("ledger"):
+        return Path(str(run_cfg["ledger"])).expanduser()
+    return Path(str(run_cfg.get("root", "runs"))).expanduser() / "run-ledger.jsonl"
+
+
+def run_location(config: Mapping[str, Any], stamp: str) -> tuple[str, Path]:
+    """The run id and directory for a run started at ``stamp``.
+
+    Without an explicit ``run.dir`` the directory is ``<run.root>/<stamp>-<run.name>`` and must
+    resolve inside ``run.root`` (checked again here, behind the safe-name rule).
+    """
+    run_cfg = config.get("run") or {}
+    name = check_name(run_cfg.get("name"), "run.name")
+    run_id = f"{stamp}-{name}"
+    if run_cfg.get("dir"):
+        return run_id, Path(str(run_cfg["dir"])).expanduser()
+    root = Path(str(run_cfg.get("root", "runs"))).expanduser()
+    run_dir = root / run_id
+    if not run_dir.resolve().is_relative_to(root.resolve()):
+        raise JobError(f"config run.name: {_NAME_RULE}")
+    return run_id, run_dir
+
+
+def check_run_ledger(config: Mapping[str, Any]) -> None:
+    """Refuse to start when the run ledger exists and fails verification (chain, hashes, head,
+    MACs with ``$CONFIDE_RUN_LEDGER_KEY_FILE``): a run could not be recorded at its end."""
+    from confide.privacy.run_ledger import RunLedger, load_ledger_key
+
+    path = run_ledger_file(config)
+    if not path.exists() and not path.is_symlink():
+        return
+    result = RunLedger(path, key=load_ledger_key()).verify()
+    if not result.ok:
+        # the verifier's sentence, without the run id it may quote
+        reason = re.sub(r" \(run [^)]*\)", "", result.message)
+        raise JobError(f"{path}: {reason} (rule: run ledger integrity)")
+
+
+def preflight_config(config: Mapping[str, Any]) -> Job:
+    """Everything about a config that can be checked before a run starts: the job itself
+    (names, numbers, types), where its run directory goes, and the run ledger's integrity."""
+    job = parse_job(config)
+    run_location(job.config, "00000000T000000000000Z")
+    check_run_ledger(job.config)
+    return job

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -114,7 +115,15 @@ def _number(raw: Mapping[str, Any], key: str, where: str) -> float:
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TaskSpecError(f"{where}: '{key}' must be a number (rule: numeric bounds declared)")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise TaskSpecError(
+            f"{where}: '{key}' must be a finite number (rule: numeric bounds declared)"
+        )
+    return number
 
 
 def _parse_feature(raw: Any, where: str) -> NumericFeature | CategoricalFeature:
