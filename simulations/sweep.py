@@ -33,7 +33,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from confide.config import ConfigError, compose_config, to_container
-from confide.core.files import atomic_write_text
+from confide.core.files import atomic_write_bytes, atomic_write_text
 from confide.modeling.errors import ConfideError
 from confide.privacy.errors import PrivacyError
 from confide.simulations.reproducibility import reproducibility_record
@@ -328,75 +328,32 @@ def _series_key(record: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in others.items())
 
 
+def _plot_point(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A completed sweep point as a point of the reports' privacy-utility plot."""
+    baselines = record.get("baselines") or {}
+    return {
+        "label": record.get("label"),
+        "epsilon": float(record["epsilon_target"]) if record.get("dp_enabled") else None,
+        "global": record["global"]["roc_auc"],
+        "centralised": baselines.get("centralised"),
+        "centralised_dp": baselines.get("centralised_dp"),
+        "local_only": {
+            name.split(":", 1)[1]: auc
+            for name, auc in baselines.items()
+            if name.startswith("local_only:")
+        },
+        "series": _series_key(record),
+    }
+
+
 def plot_privacy_utility(points: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    """AUC against ε (log scale; "no DP" at the right) for the federated model, with the
-    centralised non-private line, centralised DP and each node's local-only model."""
-    import matplotlib
+    """Write the privacy-utility plot of the completed points (the same plot as
+    ``confide compare``, one federated curve per combination of the other swept settings);
+    None when no point completed."""
+    from confide.reports.plots import privacy_utility_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [p for p in points if p.get("status") == "completed" and p.get("global")]
+    done = [_plot_point(p) for p in points if p.get("status") == "completed" and p.get("global")]
     if not done:
         return None
-    finite = [p["epsilon_target"] for p in done if p.get("dp_enabled")]
-    no_dp_x = max(finite) * 4 if finite else 1.0
-
-    def x_of(p: Mapping[str, Any]) -> float:
-        return float(p["epsilon_target"]) if p.get("dp_enabled") else no_dp_x
-
-    series: dict[str, list[Mapping[str, Any]]] = {}
-    for p in done:
-        series.setdefault(_series_key(p), []).append(p)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    single = len(series) == 1
-    for i, (name, group) in enumerate(series.items()):
-        group = sorted(group, key=x_of)
-        colour = colours[i % len(colours)]
-        xs = [x_of(p) for p in group]
-        label = f"federated {name}".strip()
-        ax.plot(xs, [p["global"]["roc_auc"] for p in group], "o-", color=colour, label=label)
-        central = [p["baselines"].get("centralised") for p in group if p.get("baselines")]
-        if central:
-            ax.axhline(
-                central[0],
-                color="black" if single else colour,
-                linestyle="-.",
-                linewidth=1,
-                label=f"centralised, no DP {name}".strip(),
-            )
-        dp_pts = [p for p in group if "centralised_dp" in p.get("baselines", {})]
-        if dp_pts and single:
-            ax.plot(
-                [x_of(p) for p in dp_pts],
-                [p["baselines"]["centralised_dp"] for p in dp_pts],
-                "s--",
-                color="grey",
-                label="centralised DP",
-            )
-        locals_ = sorted({n for p in group for n in p.get("baselines", {}) if ":" in n})
-        for j, node in enumerate(locals_ if single else []):
-            pts = [p for p in group if node in p["baselines"]]
-            ax.plot(
-                [x_of(p) for p in pts],
-                [p["baselines"][node] for p in pts],
-                "^:",
-                color=colours[(j + 2) % len(colours)],
-                label=f"{node.split(':', 1)[1]} alone (local-only)",
-            )
-    ticks = sorted({x_of(p) for p in done})
-    ax.set_xscale("log")
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(["no DP" if t == no_dp_x else f"{t:g}" for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("ε per node (δ fixed); right: no DP")
-    ax.set_ylabel("ROC-AUC, pooled held-out test set")
-    ax.set_title("Privacy–utility trade-off")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_write_bytes(path, privacy_utility_png(done))
     return path

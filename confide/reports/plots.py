@@ -464,9 +464,12 @@ def privacy_utility_png(points: Sequence[Mapping]) -> bytes:
     """ROC-AUC against ε over several runs, with centralised and local-only references.
 
     Each point: ``label``, ``epsilon`` (None when DP was off), ``global``, and optionally
-    ``centralised``, ``centralised_dp`` and ``local_only`` ({node: AUC}). DP-off runs are drawn
-    as separate markers at the right, never joined to the DP curve; ε is on a log axis when the
-    runs span a factor of 4 or more.
+    ``centralised``, ``centralised_dp``, ``local_only`` ({node: AUC}) and ``series`` (the other
+    settings of a sweep, e.g. ``partition=dirichlet``: one federated curve per series; the
+    centralised-DP and local-only references are drawn only when there is one series). DP-off
+    runs are drawn as separate markers at the right, never joined to the DP curve; ε is on a
+    log axis when the runs span a factor of 4 or more. Used by ``confide compare`` and by the
+    sweep's ``privacy_utility.png``.
     """
     fig = _figure(5.6, 5.0)
     ax = fig.add_subplot()
@@ -480,12 +483,13 @@ def privacy_utility_png(points: Sequence[Mapping]) -> bytes:
         ax.set_xscale("log")
     off_x = (max(finite) * (2.0 if log else 1.25) if finite else 1.0) if off_runs else None
 
-    def draw(key, label, style, getter=None):
+    def draw(key, label, style, getter=None, series=None):
         get = getter or (lambda p: p.get(key))
-        dp = [p for p in dp_runs if get(p) is not None]
+        mine = (lambda p: (p.get("series") or "") == series) if series is not None else bool
+        dp = [p for p in dp_runs if get(p) is not None and mine(p)]
         if dp:
             ax.plot([p["epsilon"] for p in dp], [get(p) for p in dp], label=label, **style)
-        off = [get(p) for p in off_runs if get(p) is not None]
+        off = [get(p) for p in off_runs if get(p) is not None and mine(p)]
         if off:
             marker_style = {k: v for k, v in style.items() if k in ("color", "marker", "zorder")}
             ax.plot(
@@ -497,16 +501,25 @@ def privacy_utility_png(points: Sequence[Mapping]) -> bytes:
                 **marker_style,
             )
 
-    draw(
-        "global",
-        "federated (global model)",
-        {"color": _GLOBAL, "marker": "o", "linewidth": 2.4, "zorder": 5},
-    )
-    draw(
-        "centralised_dp",
-        "centralised, DP (same ε)",
-        {"color": "#777777", "marker": "s", "linestyle": "-.", "linewidth": 1.4},
-    )
+    series = list(dict.fromkeys(p.get("series") or "" for p in points))
+    for k, name in enumerate(series):
+        draw(
+            "global",
+            f"federated (global model) {name}".strip(),
+            {
+                "color": _GLOBAL if k == 0 else _NODE_COLOURS[(k - 1) % len(_NODE_COLOURS)],
+                "marker": "o",
+                "linewidth": 2.4,
+                "zorder": 5,
+            },
+            series=name if len(series) > 1 else None,
+        )
+    if len(series) == 1:
+        draw(
+            "centralised_dp",
+            "centralised, DP (same ε)",
+            {"color": "#777777", "marker": "s", "linestyle": "-.", "linewidth": 1.4},
+        )
     central = [p["centralised"] for p in points if p.get("centralised") is not None]
     if central:
         ref = float(np.median(central))
@@ -518,7 +531,7 @@ def privacy_utility_png(points: Sequence[Mapping]) -> bytes:
             label=f"centralised, no DP ({ref:.3f})",
         )
     local_nodes: list[str] = []
-    for p in points:
+    for p in points if len(series) == 1 else ():
         local_nodes += [n for n in (p.get("local_only") or {}) if n not in local_nodes]
     for i, node in enumerate(local_nodes):
         draw(
