@@ -24,6 +24,7 @@ from typing import Any
 
 import tomli_w
 
+from confide.code_identity import identity_run_config
 from confide.job import parse_job
 from confide.modeling.errors import ConfideError
 
@@ -141,13 +142,21 @@ def start_run(
     """Start the job on the SuperLink with ``flwr run``; returns its run id."""
     job = deployment_job(config, insecure)
     run_root = Path(run_dir).expanduser().resolve()
+    if job.get("run", {}).get("ledger"):  # the ServerApp runs elsewhere: no relative paths
+        job["run"]["ledger"] = str(Path(job["run"]["ledger"]).expanduser().resolve())
     app = (app_dir or default_app_dir()).resolve()
     with tempfile.TemporaryDirectory(prefix="confide-deploy-") as tmp:
         flwr_home = home or Path(tmp) / "flwr-home"
         env = flwr_env(flwr_home, superlink, root_certificates, insecure)
         run_config = Path(tmp) / "run-config.toml"
         run_config.write_text(
-            tomli_w.dumps({"confide-job": json.dumps(job), "confide-run-dir": str(run_root)}),
+            tomli_w.dumps(
+                {
+                    "confide-job": json.dumps(job),
+                    "confide-run-dir": str(run_root),
+                    **identity_run_config(),  # nodes refuse a coordinator on other code
+                }
+            ),
             encoding="utf-8",
         )
         proc = subprocess.run(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confide.certs import TrialCertificates, init_certificates
+from confide.deploy import CONNECTION, flwr_env
 
 __all__ = ["LocalFederation", "free_port"]
 
@@ -69,6 +70,7 @@ class LocalFederation:
     root: Path
     certs: TrialCertificates | None = None
     port: int = 0
+    auth: bool = False  # SuperNode authentication: only registered node keys may connect
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
@@ -112,7 +114,8 @@ class LocalFederation:
             time.sleep(0.3)
 
     def start_superlink(self) -> None:
-        """``flower-superlink`` with TLS (no --insecure) on 127.0.0.1."""
+        """``flower-superlink`` with TLS (no --insecure) on 127.0.0.1; with ``auth``, SuperNode
+        authentication is on."""
         assert self.certs is not None
         self._start(
             "superlink",
@@ -129,12 +132,22 @@ class LocalFederation:
                 "--port",
                 str(self.port),
                 "--disable-runtime-dependency-installation",
+                *(["--enable-supernode-auth"] if self.auth else []),
             ],
             ready="Uvicorn running on https://",
         )
 
-    def start_supernode(self, name: str, node_config: dict[str, object]) -> None:
-        """``flower-supernode`` for organisation ``name`` with its ``--node-config``."""
+    def start_supernode(
+        self,
+        name: str,
+        node_config: dict[str, object],
+        auth_key: Path | None = None,
+        ready: str = "SuperNode ID",
+        timeout: float = 60.0,
+    ) -> None:
+        """``flower-supernode`` for organisation ``name`` with its ``--node-config``; with
+        ``auth_key``, it authenticates with that private key (``confide certs`` writes
+        ``<node>_auth``)."""
         assert self.certs is not None
         config = " ".join(
             f"{k}={v}" if isinstance(v, int | float) and not isinstance(v, bool) else f'{k}="{v}"'
@@ -152,9 +165,29 @@ class LocalFederation:
                 str(free_port()),
                 "--node-config",
                 config,
+                *(["--auth-supernode-private-key", str(auth_key)] if auth_key else []),
             ],
-            ready="SuperNode ID",
+            ready=ready,
+            timeout=timeout,
         )
+
+    def flwr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the ``flwr`` CLI against this SuperLink (TLS, trial CA) with a private
+        ``FLWR_HOME``; e.g. ``flwr("supernode", "register", key)``."""
+        assert self.certs is not None
+        env = flwr_env(self.root / "flwr-home" / "cli", self.address, self.certs.ca_cert, False)
+        return subprocess.run(
+            [str(BIN / "flwr"), *args, CONNECTION],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def log(self, name: str) -> str:
+        """Everything process ``name`` has logged so far."""
+        return self.logs[name].read_text(encoding="utf-8", errors="replace")
 
     def stop(self, name: str) -> None:
         """Kill one process and its tree (a node dropping out)."""

@@ -2,8 +2,10 @@
 
 Small on purpose (600 rows per node, logistic regression, 1-3 rounds), and still over a minute
 each: every ClientApp message starts a fresh ``flwr-clientapp`` process (torch, Opacus and Flower
-imported anew). The TLS completion test runs in the default suite (it is the deployment claim);
-the killed-node and SecAgg+ tests are marked slow (``pytest -m slow``).
+imported anew). In the default suite: the TLS completion test (it is the deployment claim, and
+checks the run directory is finished like a simulation's) and the SuperNode authentication test
+(no run; about 20 s). Marked slow (``pytest -m slow``): the multi-round ε/ledger test, the
+killed-node test and the SecAgg+ test.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from flwr.app.message_type import MessageType
 from flwr.common.serde import message_from_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 
+from confide.certs import init_certificates
 from confide.config import compose_config, to_container
 from confide.deploy import start_run, wait_for_run
+from confide.modeling.dp_accounting import epsilon_for_history
 from confide.privacy.budget_ledger import BudgetLedger
+from confide.privacy.run_ledger import RunLedger
+from confide.reports import load_run
 from tests.byo_data import write_user_federation
 from tests.canary import find_canaries, seed_canaries
 from tests.deployment import LocalFederation
@@ -44,7 +50,9 @@ def _node_config(org: Path, name: str, **extra) -> dict:
 
 
 def _config(conf: Path, overrides: list[str]) -> dict:
-    return to_container(compose_config([*FAST, *overrides], [conf]))
+    # runs and the run ledger go beside the organisations' folders (never into the repository)
+    run_root = conf.parent.parent / "runs"
+    return to_container(compose_config([*FAST, f"run.root={run_root}", *overrides], [conf]))
 
 
 def _run(fed: LocalFederation, config: dict, run_root: Path, timeout: float = 400):
@@ -114,7 +122,110 @@ def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path)
         [*audits.values(), done.run_dir, federation.root / "logs", federation.root / "flwr-home"]
     )
     assert hits == []
+    # the run directory is finished like a simulation's: metrics, curves, report, ledger record
+    metrics = json.loads((done.run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["engine"] == "deployment" and metrics["run_id"] == done.run_id
+    assert metrics["nodes"]["shop_a"]["epsilon"] == rounds[0]["train"]["shop_a"]["epsilon"]
+    assert metrics["global"] == rounds[0]["global"]
+    assert "baselines" not in metrics
+    curves = json.loads((done.run_dir / "curves.json").read_text(encoding="utf-8"))
+    pooled = curves["pooled_test"]["global"]
+    assert sum(pooled["pos"]) + sum(pooled["neg"]) == sum(
+        rounds[0]["evaluate"][n]["num-examples"] for n in ("shop_a", "shop_b")
+    )
+    assert (done.run_dir / "report.html").stat().st_size > 1000
+    assert load_run(done.run_dir).completed is True  # `confide report` reads it
+    run_ledger = RunLedger(tmp_path / "runs" / "run-ledger.jsonl")
+    verified = run_ledger.verify()
+    assert verified.ok is True and verified.count == 1, verified
+    (record,) = run_ledger.records()
+    assert record["run_id"] == done.run_id and record["outcome"] == "completed"
+    assert record["epsilon"] == {n: rounds[0]["train"][n]["epsilon"] for n in ("shop_a", "shop_b")}
     print(f"deployment round trip: {elapsed:.1f} s")
+
+
+@pytest.mark.slow
+def test_multi_round_epsilon_is_the_accountant_over_all_steps_and_the_ledger_spend(
+    federation, org, tmp_path
+):
+    conf, root = org
+    federation.start_superlink()
+    for name in ("shop_a", "shop_b"):
+        federation.start_supernode(name, _node_config(root, name))
+    config = _config(conf, ["rounds=3"])
+    first = _run(federation, config, tmp_path / "runs")
+    assert first.outcome is not None and first.outcome["status"] == "completed", first
+    rounds = _history(first.run_dir)
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    delta, accountant = config["dp"]["delta"], config["dp"]["accountant"]
+    spent_first = {}
+    for name in ("shop_a", "shop_b"):
+        train = [r["train"][name] for r in rounds]
+        # local_epochs=1: one round is one epoch, so the sampling rate is 1 / steps per round
+        steps = [int(t["steps"]) for t in train]
+        assert steps[0] > 0 and len(set(steps)) == 1
+        sigma = train[0]["noise_multiplier"]
+        assert all(t["noise_multiplier"] == sigma for t in train)  # calibrated once per run
+        over_all_steps = epsilon_for_history(
+            [(sigma, 1.0 / steps[0], sum(steps))], delta, accountant
+        )
+        last = train[-1]["epsilon"]
+        assert abs(last - over_all_steps) <= 1e-9, (name, last, over_all_steps)
+        assert train[0]["epsilon"] < train[1]["epsilon"] < last <= 3.0
+        ledger = BudgetLedger(root / name / "ledger.json", name, 10.0)
+        (entry,) = [r for r in ledger.runs() if r.run_id == first.run_id]
+        assert abs(entry.spent_epsilon - last) <= 1e-9
+        assert entry.steps == sum(steps)
+        spent_first[name] = ledger.spent()
+    # a second run against the same ledgers spends from what is left
+    second = _run(federation, _config(conf, ["rounds=1"]), tmp_path / "runs")
+    assert second.outcome is not None and second.outcome["status"] == "completed", second
+    again = _history(second.run_dir)
+    for name in ("shop_a", "shop_b"):
+        ledger = BudgetLedger(root / name / "ledger.json", name, 10.0)
+        (entry,) = [r for r in ledger.runs() if r.run_id == second.run_id]
+        assert abs(entry.spent_epsilon - again[0]["train"][name]["epsilon"]) <= 1e-9
+        assert ledger.spent(excluding_run=second.run_id) == pytest.approx(
+            spent_first[name], abs=1e-12
+        )
+        assert ledger.spent() == pytest.approx(spent_first[name] + entry.charge, abs=1e-12)
+        # its cap is what the lifetime budget had left after the first run (or its reservation)
+        assert ledger.cap(second.run_id) == pytest.approx(min(3.0, 10.0 - spent_first[name]))
+    records = RunLedger(tmp_path / "runs" / "run-ledger.jsonl").records()
+    assert [r["run_id"] for r in records] == [first.run_id, second.run_id]
+
+
+def test_supernode_auth_refuses_unregistered_key_and_accepts_registered(tmp_path):
+    """With authentication on, only a key registered through the SuperLink's Control API gets
+    in: a valid but unregistered key is refused, and so is a node that tries to register
+    itself (which an auth-less SuperLink allows: the control case that fails without auth)."""
+    certs = init_certificates(tmp_path / "certs", nodes=("shop_a", "shop_b"))
+    fed = LocalFederation(tmp_path / "fed", certs=certs, auth=True)
+    org = tmp_path / "org"
+    try:
+        fed.start_superlink()
+        registered = fed.flwr("supernode", "register", str(certs.node_keys["shop_a"][1]))
+        assert registered.returncode == 0, registered.stdout + registered.stderr
+        # shop_b's key is valid but was never registered: the SuperLink refuses it
+        with pytest.raises(RuntimeError, match="shop_b did not start"):
+            key_b = certs.node_keys["shop_b"][0]
+            fed.start_supernode("shop_b", _node_config(org, "shop_b"), auth_key=key_b, timeout=30)
+        assert "SuperNode ID" not in fed.log("shop_b")
+        assert "Failed to activate SuperNode" in fed.log("shop_b")
+        assert "No SuperNode found with the given public key" in fed.log("superlink")
+        # shop_c has no registered key and asks to register itself: refused with auth on
+        with pytest.raises(RuntimeError, match="shop_c did not start"):
+            fed.start_supernode("shop_c", _node_config(org, "shop_c"), timeout=30)
+        assert "All SuperNodes must be registered via the CLI" in fed.log("shop_c")
+        # the registered key connects
+        fed.start_supernode(
+            "shop_a", _node_config(org, "shop_a"), auth_key=certs.node_keys["shop_a"][0]
+        )
+        listed = fed.flwr("supernode", "list", "--format", "json")
+        nodes = json.loads(listed.stdout[listed.stdout.find("{") :])["nodes"]
+        assert [n["status"] for n in nodes] == ["online"]  # one node: the registered one
+    finally:
+        fed.stop_all()
 
 
 @pytest.mark.slow

@@ -1,0 +1,54 @@
+"""The deployment engine's ServerApp (``[tool.flwr.app.components] serverapp``).
+
+It composes the thin ServerApp (:func:`confide.server.server_app.run_deployment`) with the same
+run-directory finaliser as ``confide simulate`` (:func:`confide.rundir.finalise_run`) and the
+run report, so a run started with ``confide deploy`` leaves what a simulation leaves:
+``metrics.json``, ``curves.json``, ``report.html`` and a run-ledger record. The coordinator
+holds no rows and no node's budget ledger: the final scores are the nodes' federated evaluation
+of the last round, and the ε recorded per node is the last ε each node reported.
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from confide.rundir import federated_evaluation, finalise_run, last_epsilons, run_ledger_path
+from confide.reports import write_report
+from confide.server.server_app import DeploymentRun, run_deployment
+from confide.simulations.reproducibility import reproducibility_record
+
+__all__ = ["app", "finalise_deployment"]
+
+
+def finalise_deployment(run: DeploymentRun) -> dict:
+    """Finish a deployment run's directory through the shared finaliser; returns the metrics."""
+    history = run.recorder.to_dict()
+    completed = run.outcome.status == "completed"
+    return finalise_run(
+        run.run_dir,
+        job=run.job,
+        run_id=run.run_id,
+        outcome=run.outcome.to_dict(),
+        history=history,
+        evaluation=federated_evaluation(history, run.recorder.last_histogram())
+        if completed
+        else None,
+        epsilon=last_epsilons(history),
+        policy_sha256={},  # node policies stay at the nodes; the coordinator never sees them
+        ledger_path=run_ledger_path(run.job.config, run.run_root),
+        write_report=write_report,
+        extra={
+            "engine": "deployment",
+            "reproducibility": reproducibility_record(run.job.config, run.started),
+        },
+    )
+
+
+app = ServerApp()
+
+
+@app.main()
+def deployment_main(grid: Grid, context: Context) -> None:
+    """Run the job from the run config, then finalise its run directory."""
+    finalise_deployment(run_deployment(grid, context))
