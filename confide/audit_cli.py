@@ -43,7 +43,7 @@ def audit_command(
     """Review a job before it runs: fields, tiers, transforms, DP, transport; exit 1 on ERROR."""
     from confide.audit import audit
     from confide.audit_report import render
-    from confide.privacy.ledger import atomic_write_text
+    from confide.core.files import atomic_write_text
 
     report = audit(overrides or [], config_dir or [])
     text = render(report, fmt)
@@ -62,8 +62,8 @@ def rules_command(
     out: Path | None = typer.Option(None, "--out", help="Write docs/rules.md here."),
 ) -> None:
     """Print the rule catalogue (every rule with its severity and rationale) as Markdown."""
-    from confide.privacy.ledger import atomic_write_text
-    from confide.privacy.review_rules import rule_catalogue_document
+    from confide.core.files import atomic_write_text
+    from confide.privacy.registry import rule_catalogue_document
 
     text = rule_catalogue_document()
     if out is None:

@@ -7,7 +7,9 @@ would take the run's epsilon above it. Accounting lives in :mod:`confide.modelin
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +35,16 @@ class TrainSettings:
     proximal_mu: float = 0.0
 
 
-# torch notes that Opacus's per-sample hooks fire although the inputs need no gradient, which is
-# expected for a first layer. Only that torch note is filtered; Opacus's own warnings stay.
-warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+@contextlib.contextmanager
+def _without_backward_hook_note() -> Iterator[None]:
+    """During one backward pass, hide torch's note that Opacus's per-sample hooks fire although
+    the inputs need no gradient (expected for a first layer). Only that torch note is filtered,
+    only here; Opacus's own warnings stay, and nothing changes warning filters at import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Full backward hook is firing", category=UserWarning
+        )
+        yield
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,8 @@ def train_local(
                 steps += 1
                 continue
             loss = loss_fn(module(xb), yb)
-            loss.backward()
+            with _without_backward_hook_note():
+                loss.backward()
             optimizer.step()
             if train.proximal_mu > 0:
                 _proximal_step(model, global_params, train.learning_rate * train.proximal_mu)

@@ -26,9 +26,9 @@ from .masking import mask_series
 from .pii_scan import ColumnScan, ScanReport, scan_dataframe, scan_file
 from .policy import ColumnRule, DPLimits, Policy, load_policy, parse_policy
 from .pseudonymize import pseudonymize_series
-from .registry import RULES, Finding, Rule, register_rule
-from .review_rules import ConfigReview, NodeFacts, evaluate_config, rule_catalogue_document
-from .rules import JobUsage, enforce, evaluate_job, rule_catalogue_markdown
+from .registry import RULES, Finding, Rule, rule_catalogue_document
+from .review_rules import ConfigReview, NodeFacts, evaluate_config
+from .rules import JobUsage, enforce, evaluate_job
 from .run_ledger import RunLedger, RunLedgerError
 from .tiers import Tier, dataset_tier
 from .validators import is_email, is_luhn, is_mobile, is_national_id
@@ -79,11 +79,9 @@ __all__ = [
     "new_keyring_file",
     "parse_policy",
     "pseudonymize_series",
-    "register_rule",
     "rotate_file",
     "rotate_series",
     "rule_catalogue_document",
-    "rule_catalogue_markdown",
     "scan_dataframe",
     "scan_file",
 ]

@@ -27,8 +27,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
 from .errors import DecryptionError, TransformError
+from .findings import Rule
 from .keys import KEY_ID_RE, Keyring
-from .registry import Rule, register_rule
 from .tokens import SLICE, concat, slices, tokens_from_blobs, tokens_from_matrices
 from .values import distinct_values, expand
 
@@ -271,7 +271,7 @@ def rotate_series(
     raise ValueError("mode must be 'deterministic' or 'randomized'")
 
 
-register_rule(
+RULE_DEFINITIONS = (
     Rule(
         "DET-LOW-CARDINALITY",
         "ERROR",
@@ -280,9 +280,7 @@ register_rule(
         "value distribution (and often the values) can be read off.",
         None,
         scope="transform",
-    )
-)
-register_rule(
+    ),
     Rule(
         "DECRYPT",
         "ERROR",
@@ -290,5 +288,5 @@ register_rule(
         "Distinct errors for wrong key, tampering or a moved token would be an oracle.",
         None,
         scope="transform",
-    )
+    ),
 )

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import TransformError
+from .findings import Rule
 from .geo_cn import CITY_TO_PROVINCE, PROVINCE_ALIASES, UNKNOWN
-from .registry import Rule, register_rule
 from .values import distinct_values, expand
 
 __all__ = [
@@ -200,7 +200,7 @@ def generalize_series(
     raise TransformError(f"column '{col}': unknown generalize kind (rule POLICY-VALUE)")
 
 
-register_rule(
+RULE_DEFINITIONS = (
     Rule(
         "AGE-RANGE",
         "ERROR",
@@ -208,9 +208,7 @@ register_rule(
         "Impossible ages signal a wrong column mapping or corrupt data.",
         None,
         scope="transform",
-    )
-)
-register_rule(
+    ),
     Rule(
         "DATE-FORMAT",
         "ERROR",
@@ -218,5 +216,5 @@ register_rule(
         "Impossible dates (e.g. 30 February) are refused, never silently dropped.",
         None,
         scope="transform",
-    )
+    ),
 )

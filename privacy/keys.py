@@ -34,7 +34,7 @@ from confide.core.files import (
 )
 
 from .errors import KeyMaterialError
-from .registry import Rule, register_rule
+from .findings import Rule
 
 __all__ = ["ENV_KEYRING", "ENV_KEYRING_FILE", "PURPOSES", "Keyring", "add_key", "new_keyring_file"]
 
@@ -281,32 +281,34 @@ def _add_key_locked(p: Path, key_id: str | None) -> str:
     return key_id
 
 
-for _rid, _title, _why in (
-    (
-        "KEY-MISSING",
-        "A keyring is present where a transform needs one",
-        "Fail closed: pseudonymise/encrypt never fall back to keyless behaviour.",
-    ),
-    (
-        "KEY-FORMAT",
-        "Key material is well formed (base64, 32 bytes, active id present)",
-        "Keys are validated at construction, before any data is touched.",
-    ),
-    (
-        "KEY-PERMISSIONS",
-        "Key files are private to their owner (mode 600)",
-        "Keys must not be readable by other local users (GB/T 35273-2020 §6.3 access control).",
-    ),
-    (
-        "KEY-OVERWRITE",
-        "Key files are never overwritten",
-        "Overwriting a key makes every token under it unreadable; rotate instead.",
-    ),
-    ("KEY-ID", "Key ids exist and are unique", "Tokens name their key id; ids must resolve."),
-    (
-        "KEY-PURPOSE",
-        "Subkeys are derived for a known purpose",
-        "HKDF info binds purpose, dataset and column so keys are never reused across uses.",
-    ),
-):
-    register_rule(Rule(_rid, "ERROR", _title, _why, None, scope="keys"))
+RULE_DEFINITIONS = tuple(
+    Rule(_rid, "ERROR", _title, _why, None, scope="keys")
+    for _rid, _title, _why in (
+        (
+            "KEY-MISSING",
+            "A keyring is present where a transform needs one",
+            "Fail closed: pseudonymise/encrypt never fall back to keyless behaviour.",
+        ),
+        (
+            "KEY-FORMAT",
+            "Key material is well formed (base64, 32 bytes, active id present)",
+            "Keys are validated at construction, before any data is touched.",
+        ),
+        (
+            "KEY-PERMISSIONS",
+            "Key files are private to their owner (mode 600)",
+            "Keys must not be readable by other local users (GB/T 35273-2020 §6.3 access control).",
+        ),
+        (
+            "KEY-OVERWRITE",
+            "Key files are never overwritten",
+            "Overwriting a key makes every token under it unreadable; rotate instead.",
+        ),
+        ("KEY-ID", "Key ids exist and are unique", "Tokens name their key id; ids must resolve."),
+        (
+            "KEY-PURPOSE",
+            "Subkeys are derived for a known purpose",
+            "HKDF info binds purpose, dataset and column so keys are never reused across uses.",
+        ),
+    )
+)

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from . import rules as _rules  # noqa: F401  (registers UNLISTED-COLUMN / SCHEMA-MISSING)
 from .errors import SchemaError
+from .findings import Finding, Rule
 from .generalize import generalize_series
 from .policy import Policy
-from .registry import RULES, Finding, Rule, register_rule
+from .rules import RULE_BY_ID as _JOB_RULES
 from .tiers import Tier
 from .validators import is_email, is_luhn, is_mobile, is_national_id, normalize_text
 
@@ -47,30 +47,32 @@ _NAME_HINTS = {
     "address": r"addr|address|地址|住址",
 }
 
-for _rid, _sev, _title, _why in (
-    (
-        "PII-DETECTED",
-        "WARN",
-        "Identity-looking content is classified core_sensitive",
-        "Content that validates as national IDs, phones, cards, emails, names or addresses is "
-        "personal information (PIPL art. 4, 28; GB/T 35273-2020 annex A/B).",
-    ),
-    (
-        "PII-TIER",
-        "ERROR",
-        "Policy tier is not lower than the content suggests",
-        "A column holding identity data but tiered general/non-sensitive could reach features, "
-        "logs or outputs.",
-    ),
-    (
-        "PII-NAME-HINT",
-        "INFO",
-        "Column name suggests identity data",
-        "The header looks like an identity field although the sampled content did not match; "
-        "review the classification.",
-    ),
-):
-    register_rule(Rule(_rid, _sev, _title, _why, None, scope="scan"))
+RULE_DEFINITIONS = tuple(
+    Rule(_rid, _sev, _title, _why, None, scope="scan")
+    for _rid, _sev, _title, _why in (
+        (
+            "PII-DETECTED",
+            "WARN",
+            "Identity-looking content is classified core_sensitive",
+            "Content that validates as national IDs, phones, cards, emails, names or addresses is "
+            "personal information (PIPL art. 4, 28; GB/T 35273-2020 annex A/B).",
+        ),
+        (
+            "PII-TIER",
+            "ERROR",
+            "Policy tier is not lower than the content suggests",
+            "A column holding identity data but tiered general/non-sensitive could reach features, "
+            "logs or outputs.",
+        ),
+        (
+            "PII-NAME-HINT",
+            "INFO",
+            "Column name suggests identity data",
+            "The header looks like an identity field although the sampled content did not match; "
+            "review the classification.",
+        ),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def scan_dataframe(
             if c not in present:
                 report.findings.append(
                     Finding(
-                        RULES["SCHEMA-MISSING"].severity,
+                        _JOB_RULES["SCHEMA-MISSING"].severity,
                         "SCHEMA-MISSING",
                         node,
                         c,

@@ -19,7 +19,7 @@ import yaml
 from confide.core.files import UnsafeFileError, read_regular_file
 
 from .errors import PolicyError, SchemaError
-from .registry import Rule, register_rule, rules_for
+from .findings import Rule
 from .tiers import Tier, dataset_tier
 from .transform_spec import TransformSpec, TransformSyntaxError, parse_transform
 
@@ -130,29 +130,31 @@ class Policy:
 
 # --------------------------------------------------------------------------- rule catalogue
 
-for _rid, _title, _why in (
-    (
-        "POLICY-SYNTAX",
-        "Policy file is readable YAML mapping without duplicate keys",
-        "Fail closed: a policy that cannot be read exactly as written must not be guessed at.",
-    ),
-    (
-        "POLICY-UNKNOWN-KEY",
-        "No unknown keys anywhere in the policy",
-        "A misspelt key (e.g. 'tranform') would otherwise silently fall back to a default.",
-    ),
-    (
-        "POLICY-REQUIRED",
-        "Required keys are present",
-        "version, dataset, columns, dp and each column's tier must be stated explicitly.",
-    ),
-    (
-        "POLICY-VALUE",
-        "Values are of the right type and known (tier, role, transform, dp)",
-        "Unknown tiers/roles/transforms and non-positive DP limits are refused, never defaulted.",
-    ),
-):
-    register_rule(Rule(_rid, "ERROR", _title, _why, None, scope="parse"))
+_PARSE_RULES = tuple(
+    Rule(_rid, "ERROR", _title, _why, None, scope="parse")
+    for _rid, _title, _why in (
+        (
+            "POLICY-SYNTAX",
+            "Policy file is readable YAML mapping without duplicate keys",
+            "Fail closed: a policy that cannot be read exactly as written must not be guessed at.",
+        ),
+        (
+            "POLICY-UNKNOWN-KEY",
+            "No unknown keys anywhere in the policy",
+            "A misspelt key (e.g. 'tranform') would otherwise silently fall back to a default.",
+        ),
+        (
+            "POLICY-REQUIRED",
+            "Required keys are present",
+            "version, dataset, columns, dp and each column's tier must be stated explicitly.",
+        ),
+        (
+            "POLICY-VALUE",
+            "Values are of the right type and known (tier, role, transform, dp)",
+            "Unknown tiers/roles/transforms and non-positive DP limits are refused, never defaulted.",
+        ),
+    )
+)
 
 
 def _cs_role(col: ColumnRule) -> str | None:
@@ -189,35 +191,37 @@ def _id_transform(col: ColumnRule) -> str | None:
     )
 
 
-for _rid, _title, _why, _check in (
-    (
-        "POLICY-CS-ROLE",
-        "Core-sensitive columns are never features or labels",
-        f"Identity data must not enter model training or outputs ({_PIPL}; GDPR art. 9).",
-        _cs_role,
-    ),
-    (
-        "POLICY-CS-KEEP",
-        "Core-sensitive columns are never kept in clear",
-        f"Core identity data is dropped, masked, encrypted or pseudonymised at the node ({_PIPL}).",
-        _cs_keep,
-    ),
-    (
-        "POLICY-ROLE-TRANSFORM",
-        "Features and labels are kept or generalised",
-        "Masked, encrypted or pseudonymised values carry no usable signal and encourage "
-        "memorising identifiers.",
-        _role_transform,
-    ),
-    (
-        "POLICY-ID-TRANSFORM",
-        "Join keys are keyed pseudonyms or deterministic ciphertexts",
-        "Core identifiers leave the node only as keyed pseudonyms for joins "
-        "(GB/T 35273-2020 §3.14 de-identification; GDPR art. 4(5) pseudonymisation).",
-        _id_transform,
-    ),
-):
-    register_rule(Rule(_rid, "ERROR", _title, _why, _check, scope="column"))
+_COLUMN_RULES = tuple(
+    Rule(_rid, "ERROR", _title, _why, _check, scope="column")
+    for _rid, _title, _why, _check in (
+        (
+            "POLICY-CS-ROLE",
+            "Core-sensitive columns are never features or labels",
+            f"Identity data must not enter model training or outputs ({_PIPL}; GDPR art. 9).",
+            _cs_role,
+        ),
+        (
+            "POLICY-CS-KEEP",
+            "Core-sensitive columns are never kept in clear",
+            f"Core identity data is dropped, masked, encrypted or pseudonymised at the node ({_PIPL}).",
+            _cs_keep,
+        ),
+        (
+            "POLICY-ROLE-TRANSFORM",
+            "Features and labels are kept or generalised",
+            "Masked, encrypted or pseudonymised values carry no usable signal and encourage "
+            "memorising identifiers.",
+            _role_transform,
+        ),
+        (
+            "POLICY-ID-TRANSFORM",
+            "Join keys are keyed pseudonyms or deterministic ciphertexts",
+            "Core identifiers leave the node only as keyed pseudonyms for joins "
+            "(GB/T 35273-2020 §3.14 de-identification; GDPR art. 4(5) pseudonymisation).",
+            _id_transform,
+        ),
+    )
+)
 
 
 def _dp_limits(policy: Policy) -> str | None:
@@ -238,7 +242,7 @@ def _maps_to_unique(policy: Policy) -> str | None:
     return None
 
 
-register_rule(
+_POLICY_RULES = (
     Rule(
         "POLICY-DP-LIMITS",
         "ERROR",
@@ -246,9 +250,7 @@ register_rule(
         "A single run may never be allowed to spend more than the lifetime budget.",
         _dp_limits,
         scope="policy",
-    )
-)
-register_rule(
+    ),
     Rule(
         "POLICY-MAPS-TO",
         "ERROR",
@@ -256,8 +258,10 @@ register_rule(
         "An ambiguous mapping could feed a different column than reviewed.",
         _maps_to_unique,
         scope="policy",
-    )
+    ),
 )
+
+RULE_DEFINITIONS = (*_PARSE_RULES, *_COLUMN_RULES, *_POLICY_RULES)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -393,7 +397,7 @@ def parse_policy(mapping: dict, source: str, *, sha256: str | None = None) -> Po
         canon = json.dumps(mapping, sort_keys=True, default=str, ensure_ascii=False)
         sha256 = hashlib.sha256(canon.encode("utf-8")).hexdigest()
     policy = Policy(1, dataset, "refuse", columns, dp, source, sha256)
-    errors = [f"{msg} (rule {r.rule_id})" for r in rules_for("policy") if (msg := r.check(policy))]
+    errors = [f"{msg} (rule {r.rule_id})" for r in _POLICY_RULES if (msg := r.check(policy))]
     if errors:
         raise PolicyError(f"{source}: " + "; ".join(errors))
     return policy
@@ -425,7 +429,7 @@ def _parse_columns(raw: object, source: str) -> dict[str, ColumnRule]:
         col = _parse_column(name, body, source)
         errors += [
             f"column '{name}': {msg} (rule {r.rule_id})"
-            for r in rules_for("column")
+            for r in _COLUMN_RULES
             if (msg := r.check(col))
         ]
         columns[name] = col

@@ -1,5 +1,9 @@
 """The single rule registry shared by policy parsing, job checks, PII scans and audits.
 
+It is built statically: every module that defines rules lists them in its ``RULE_DEFINITIONS``
+tuple, and :data:`RULES` is assembled here, once, from the explicit list
+:data:`DEFINING_MODULES` (no module registers anything as a side effect of being imported).
+
 Each :class:`Rule` has a ``scope``:
 
 * ``"parse"``  - enforced by the policy parser itself (``check`` is None);
@@ -14,59 +18,88 @@ Each :class:`Rule` has a ``scope``:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
-__all__ = ["RULES", "SEVERITIES", "Finding", "Rule", "register_rule", "rules_for"]
+from . import encryption, generalize, keys, pii_scan, policy, review_rules, rules, values
+from .findings import SCOPES, SEVERITIES, Finding, Rule, by_id
 
-SEVERITIES = ("ERROR", "WARN", "INFO")
-SCOPES = ("parse", "column", "policy", "job", "scan", "transform", "keys", "config")
+__all__ = [
+    "DEFINING_MODULES",
+    "RULES",
+    "SCOPES",
+    "SEVERITIES",
+    "Finding",
+    "Rule",
+    "build_registry",
+    "rule_catalogue_document",
+    "rules_for",
+]
 
-
-@dataclass(frozen=True)
-class Finding:
-    """One result of a rule; ``message`` never contains raw data values or key material."""
-
-    severity: str
-    rule_id: str
-    node: str
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f" field '{self.field}'" if self.field else ""
-        return f"{self.severity} {self.rule_id} [{self.node}]{where}: {self.message}"
+# The modules that define rules, in catalogue order.
+DEFINING_MODULES = (keys, values, encryption, generalize, policy, rules, pii_scan, review_rules)
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A named rule with its default severity, rationale and (optional) check callable."""
-
-    rule_id: str
-    severity: str
-    title: str
-    rationale: str
-    check: Callable | None = None
-    scope: str = "job"
+def build_registry(definitions: Iterable[Rule]) -> Mapping[str, Rule]:
+    """A read-only ``{rule_id: rule}`` in definition order; refuses a duplicate id."""
+    return MappingProxyType(by_id(definitions))
 
 
-RULES: dict[str, Rule] = {}
-
-
-def register_rule(rule: Rule, *, replace: bool = False) -> Rule:
-    """Add ``rule`` to :data:`RULES`; refuses to overwrite an existing id unless ``replace``."""
-    if rule.severity not in SEVERITIES:
-        raise ValueError(f"rule {rule.rule_id}: severity must be one of {SEVERITIES}")
-    if rule.scope not in SCOPES:
-        raise ValueError(f"rule {rule.rule_id}: scope must be one of {SCOPES}")
-    if rule.rule_id in RULES and not replace:
-        raise ValueError(
-            f"rule {rule.rule_id} is already registered; pass replace=True to overwrite it"
-        )
-    RULES[rule.rule_id] = rule
-    return rule
+RULES: Mapping[str, Rule] = build_registry(
+    rule for module in DEFINING_MODULES for rule in module.RULE_DEFINITIONS
+)
 
 
 def rules_for(scope: str) -> list[Rule]:
-    """Registered rules of ``scope`` in registration order."""
+    """Rules of ``scope`` in catalogue order."""
     return [r for r in RULES.values() if r.scope == scope]
+
+
+_SCOPE_TEXT = {
+    "config": "the composed configuration as a whole (compliance review only, "
+    "`privacy.review_rules.evaluate_config`)",
+    "job": "a job on one node, at job start on the node and in the review "
+    "(`privacy.rules.evaluate_job`)",
+    "parse": "enforced while a policy file is read (`privacy.policy.load_policy`)",
+    "column": "each policy column, at parse time",
+    "policy": "the whole parsed policy, at parse time",
+    "keys": "key files and keyrings (`privacy.keys`)",
+    "transform": "values, while a transform runs (`privacy.apply`)",
+    "scan": "the PII scan (`confide privacy scan`)",
+}
+
+
+def rule_catalogue_document() -> str:
+    """``docs/rules.md``: every registered rule by scope, with its severity and rationale."""
+    lines = [
+        "# Rule catalogue",
+        "",
+        "Generated from the rule registry (`privacy.registry.RULES`) by `confide rules --out "
+        "docs/rules.md`; a test keeps this file in sync. Every finding of `confide audit`, "
+        "every node refusal and every policy error names one of these rule ids.",
+        "",
+        "Severities: **ERROR** stops the job (and makes `confide audit` exit 1), **WARN** needs "
+        "a reviewer's attention, **INFO** records what is used. Tiers follow the customer-data "
+        "practice this product serves: core_sensitive (sensitive personal information under "
+        "PIPL art. 28 and GB/T 35273-2020), general_sensitive (personal information used only "
+        "under DP), non_sensitive.",
+        "",
+    ]
+    for scope in [*_SCOPE_TEXT, *(s for s in SCOPES if s not in _SCOPE_TEXT)]:
+        text = _SCOPE_TEXT.get(scope, f"scope {scope}")
+        scoped = rules_for(scope)
+        if not scoped:
+            continue
+        lines += [
+            f"## Scope `{scope}`",
+            "",
+            f"Checked on {text}.",
+            "",
+            "| rule id | severity | rule | rationale |",
+            "|---|---|---|---|",
+        ]
+        for r in scoped:
+            why = r.rationale.replace("|", "\\|")
+            lines.append(f"| `{r.rule_id}` | {r.severity} | {r.title} | {why} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -7,8 +7,7 @@ dicts (no torch, no Flower): transport, secrets written into the config, overrid
 access compared with the configuration the federation agreed on, and the node-local files a job
 needs (data, keys, budget ledger) as facts the caller has gathered.
 
-:func:`evaluate_config` runs every rule of scope ``config``; :func:`rule_catalogue_document`
-renders ``docs/rules.md`` from the registry.
+:func:`evaluate_config` runs every rule of scope ``config`` (:data:`RULE_DEFINITIONS`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 
 from confide.settings import parse_deployment
 
-from .registry import RULES, SCOPES, Finding, Rule, register_rule, rules_for
+from .findings import Finding, Rule, by_id
 
 __all__ = [
     "FEDERATION",
@@ -29,7 +28,6 @@ __all__ = [
     "NodeFacts",
     "evaluate_config",
     "find_inline_secrets",
-    "rule_catalogue_document",
     "widening_changes",
 ]
 
@@ -76,7 +74,7 @@ class ConfigReview:
 
 
 def _f(rule_id: str, node: str, fld: str | None, message: str) -> Finding:
-    return Finding(RULES[rule_id].severity, rule_id, node, fld, message)
+    return Finding(_RULE_BY_ID[rule_id].severity, rule_id, node, fld, message)
 
 
 # --------------------------------------------------------------------------- transport
@@ -379,127 +377,80 @@ def _ledger_integrity(review: ConfigReview) -> list[Finding]:
 
 
 _GDPR32 = "GDPR art. 32 security of processing"
-for _rid, _sev, _title, _why, _check in (
-    (
-        "CONFIG-INVALID",
-        "ERROR",
-        "The composed config is a valid job",
-        "What a run would refuse to start is shown in the review too: the review and the run read "
-        "the same composition (confide.config.compose_config).",
-        _config_invalid,
-    ),
-    (
-        "TRANSPORT-INSECURE",
-        "ERROR",
-        "Deployment traffic is encrypted (TLS)",
-        "Model updates and privacy spend are derived from personal information; sending them "
-        f"unencrypted breaks the transmission safeguards of {_PIPL} and {_GDPR32}. --insecure is "
-        "for local demos only; local simulation has no network transport.",
-        _transport_insecure,
-    ),
-    (
-        "CONFIG-SECRET",
-        "ERROR",
-        "No key material, password or token inline in a config",
-        "Configs are shared, printed, copied into run directories and committed; keys belong in a "
-        f"key file with owner-only permissions or in the environment ({_PIPL}: access control and "
-        "encryption key management).",
-        _config_secret,
-    ),
-    (
-        "OVERRIDE-WIDENS",
-        "WARN",
-        "Overrides do not silently widen access",
-        "The agreed configuration is the contract; an override that loosens DP, secure "
-        "aggregation, transport, participation or adds fields needs the data owners' explicit "
-        "sign-off (purpose limitation and minimum necessity, PIPL art. 6 and GB/T 35273-2020 §4; "
-        "GDPR art. 5(1)(b)-(c)). The node rules still refuse anything beyond a node's policy.",
-        _override_widens,
-    ),
-    (
-        "DATA-MISSING",
-        "ERROR",
-        "Every node's data file exists and is readable",
-        "A node without readable data refuses the job; the review shows it before a run starts.",
-        _data_missing,
-    ),
-    (
-        "NODE-KEYS",
-        "ERROR",
-        "Nodes that pseudonymise or encrypt have a private key file",
-        "Pseudonyms and ciphertexts need the node's own key; without it (or with a key file others "
-        "can read) the node refuses, never falling back to keyless output (GB/T 35273-2020 §6.2 "
-        "de-identification with separately stored keys; GDPR art. 4(5)).",
-        _node_keys,
-    ),
-    (
-        "LEDGER-INTEGRITY",
-        "ERROR",
-        "Every node's budget ledger is readable and its own",
-        "Lifetime privacy loss can only be bounded if the record of earlier spend is intact; an "
-        "unreadable or foreign ledger stops the node (fail closed).",
-        _ledger_integrity,
-    ),
-):
-    register_rule(Rule(_rid, _sev, _title, _why, _check, scope="config"))
+RULE_DEFINITIONS = tuple(
+    Rule(_rid, _sev, _title, _why, _check, scope="config")
+    for _rid, _sev, _title, _why, _check in (
+        (
+            "CONFIG-INVALID",
+            "ERROR",
+            "The composed config is a valid job",
+            "What a run would refuse to start is shown in the review too: the review and the run read "
+            "the same composition (confide.config.compose_config).",
+            _config_invalid,
+        ),
+        (
+            "TRANSPORT-INSECURE",
+            "ERROR",
+            "Deployment traffic is encrypted (TLS)",
+            "Model updates and privacy spend are derived from personal information; sending them "
+            f"unencrypted breaks the transmission safeguards of {_PIPL} and {_GDPR32}. --insecure is "
+            "for local demos only; local simulation has no network transport.",
+            _transport_insecure,
+        ),
+        (
+            "CONFIG-SECRET",
+            "ERROR",
+            "No key material, password or token inline in a config",
+            "Configs are shared, printed, copied into run directories and committed; keys belong in a "
+            f"key file with owner-only permissions or in the environment ({_PIPL}: access control and "
+            "encryption key management).",
+            _config_secret,
+        ),
+        (
+            "OVERRIDE-WIDENS",
+            "WARN",
+            "Overrides do not silently widen access",
+            "The agreed configuration is the contract; an override that loosens DP, secure "
+            "aggregation, transport, participation or adds fields needs the data owners' explicit "
+            "sign-off (purpose limitation and minimum necessity, PIPL art. 6 and GB/T 35273-2020 §4; "
+            "GDPR art. 5(1)(b)-(c)). The node rules still refuse anything beyond a node's policy.",
+            _override_widens,
+        ),
+        (
+            "DATA-MISSING",
+            "ERROR",
+            "Every node's data file exists and is readable",
+            "A node without readable data refuses the job; the review shows it before a run starts.",
+            _data_missing,
+        ),
+        (
+            "NODE-KEYS",
+            "ERROR",
+            "Nodes that pseudonymise or encrypt have a private key file",
+            "Pseudonyms and ciphertexts need the node's own key; without it (or with a key file others "
+            "can read) the node refuses, never falling back to keyless output (GB/T 35273-2020 §6.2 "
+            "de-identification with separately stored keys; GDPR art. 4(5)).",
+            _node_keys,
+        ),
+        (
+            "LEDGER-INTEGRITY",
+            "ERROR",
+            "Every node's budget ledger is readable and its own",
+            "Lifetime privacy loss can only be bounded if the record of earlier spend is intact; an "
+            "unreadable or foreign ledger stops the node (fail closed).",
+            _ledger_integrity,
+        ),
+    )
+)
+
+
+_RULE_BY_ID = by_id(RULE_DEFINITIONS)
 
 
 def evaluate_config(review: ConfigReview) -> list[Finding]:
     """Run every config-scope rule; returns all findings (ERROR, WARN and INFO)."""
     findings: list[Finding] = []
-    for rule in rules_for("config"):
+    for rule in RULE_DEFINITIONS:
         if rule.check is not None:
             findings.extend(rule.check(review))
     return findings
-
-
-# --------------------------------------------------------------------------- catalogue
-
-_SCOPE_TEXT = {
-    "config": "the composed configuration as a whole (compliance review only, "
-    "`privacy.review_rules.evaluate_config`)",
-    "job": "a job on one node, at job start on the node and in the review "
-    "(`privacy.rules.evaluate_job`)",
-    "parse": "enforced while a policy file is read (`privacy.policy.load_policy`)",
-    "column": "each policy column, at parse time",
-    "policy": "the whole parsed policy, at parse time",
-    "keys": "key files and keyrings (`privacy.keys`)",
-    "transform": "values, while a transform runs (`privacy.apply`)",
-    "scan": "the PII scan (`confide privacy scan`)",
-}
-
-
-def rule_catalogue_document() -> str:
-    """``docs/rules.md``: every registered rule by scope, with its severity and rationale."""
-    lines = [
-        "# Rule catalogue",
-        "",
-        "Generated from the rule registry (`privacy.registry.RULES`) by `confide rules --out "
-        "docs/rules.md`; a test keeps this file in sync. Every finding of `confide audit`, "
-        "every node refusal and every policy error names one of these rule ids.",
-        "",
-        "Severities: **ERROR** stops the job (and makes `confide audit` exit 1), **WARN** needs "
-        "a reviewer's attention, **INFO** records what is used. Tiers follow the customer-data "
-        "practice this product serves: core_sensitive (sensitive personal information under "
-        "PIPL art. 28 and GB/T 35273-2020), general_sensitive (personal information used only "
-        "under DP), non_sensitive.",
-        "",
-    ]
-    for scope in [*_SCOPE_TEXT, *(s for s in SCOPES if s not in _SCOPE_TEXT)]:
-        text = _SCOPE_TEXT.get(scope, f"scope {scope}")
-        rules = rules_for(scope)
-        if not rules:
-            continue
-        lines += [
-            f"## Scope `{scope}`",
-            "",
-            f"Checked on {text}.",
-            "",
-            "| rule id | severity | rule | rationale |",
-            "|---|---|---|---|",
-        ]
-        for r in rules:
-            why = r.rationale.replace("|", "\\|")
-            lines.append(f"| `{r.rule_id}` | {r.severity} | {r.title} | {why} |")
-        lines.append("")
-    return "\n".join(lines)

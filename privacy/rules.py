@@ -1,7 +1,8 @@
 """Job-level rule engine: is this training job allowed by the node's policy?
 
-Used at node job start (before any training) and by the compliance review. All rules live in
-the single registry :data:`privacy.registry.RULES`; :func:`rule_catalogue_markdown` renders it.
+Used at node job start (before any training) and by the compliance review. The job rules are
+listed in :data:`RULE_DEFINITIONS`; :data:`confide.privacy.registry.RULES` assembles every
+module's definitions into the one registry.
 """
 
 from __future__ import annotations
@@ -9,19 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import RuleViolation
+from .findings import Finding, Rule, by_id
 from .policy import Policy
-from .registry import RULES, Finding, Rule, register_rule, rules_for
 from .tiers import Tier
 
 __all__ = [
-    "RULES",
+    "RULE_BY_ID",
+    "RULE_DEFINITIONS",
     "Finding",
     "JobUsage",
     "Rule",
     "enforce",
     "evaluate_job",
-    "register_rule",
-    "rule_catalogue_markdown",
 ]
 
 _PIPL_SENS = "PIPL art. 28-29 and GB/T 35273-2020 §5.5/§6.3"
@@ -51,7 +51,7 @@ class JobUsage:
 
 
 def _f(rule_id: str, usage: JobUsage, fld: str | None, message: str) -> Finding:
-    return Finding(RULES[rule_id].severity, rule_id, usage.node, fld, message)
+    return Finding(RULE_BY_ID[rule_id].severity, rule_id, usage.node, fld, message)
 
 
 def _resolved(policy: Policy, usage: JobUsage):
@@ -284,108 +284,110 @@ def _usage_summary(policy: Policy, usage: JobUsage) -> list[Finding]:
     return out
 
 
-for _rid, _sev, _title, _why, _check in (
-    (
-        "TASK-COLUMN-MISSING",
-        "ERROR",
-        "Every task feature and label resolves to a policy column",
-        "Fail closed: a field the node's policy does not describe cannot be classified, so it is "
-        "not used.",
-        _task_column_missing,
-    ),
-    (
-        "CS-FEATURE",
-        "ERROR",
-        "Core-sensitive fields never become features or labels",
-        "National IDs, phone numbers, bank cards, exact addresses are sensitive personal "
-        f"information ({_PIPL_SENS}; GDPR art. 9 special categories); models can memorise them.",
-        _cs_feature,
-    ),
-    (
-        "ROLE-MISMATCH",
-        "ERROR",
-        "A field is used only in the role the policy grants it",
-        "The node's policy is law on the node: only columns with role feature (label) may feed "
-        "features (the label); purpose limitation, PIPL art. 6 / GDPR art. 5(1)(b).",
-        _role_mismatch,
-    ),
-    (
-        "TIER-TRANSFORM",
-        "ERROR",
-        "Model inputs come from kept or generalised columns only",
-        "Dropped, masked, encrypted or pseudonymised columns must not reach training.",
-        _tier_transform,
-    ),
-    (
-        "GS-NO-DP",
-        "ERROR",
-        "General-sensitive fields are features only under DP",
-        "Consumption habits, spend and age may be used only when training is differentially "
-        f"private within the node's budget ({_PIPL_SENS}; GDPR art. 25 data protection by design).",
-        _gs_no_dp,
-    ),
-    (
-        "DP-REQUIRED",
-        "ERROR",
-        "DP is on when the policy requires it",
-        "The node owner decided that nothing trains on this data without DP (require_dp).",
-        _dp_required,
-    ),
-    (
-        "DP-EPS-RUN",
-        "ERROR",
-        "Run epsilon within the node's per-run limit",
-        "The server may propose, never override: a proposal above the node's limit is refused.",
-        _dp_eps_run,
-    ),
-    (
-        "DP-DELTA",
-        "ERROR",
-        "Delta within the node's limit",
-        "delta bounds the probability the epsilon guarantee fails; the node caps it.",
-        _dp_delta,
-    ),
-    (
-        "DP-DELTA-N",
-        "ERROR",
-        "Delta well below 1/n",
-        "A delta of 1/n or more allows mechanisms that publish an entire record with that "
-        "probability (Dwork & Roth 2014, §2.3).",
-        _dp_delta_n,
-    ),
-    (
-        "DP-LIFETIME",
-        "ERROR",
-        "Lifetime epsilon budget not exceeded",
-        "Privacy loss composes across runs; a run that would exceed the lifetime budget is refused "
-        "before training starts.",
-        _dp_lifetime,
-    ),
-    (
-        "UNLISTED-COLUMN",
-        "ERROR",
-        "Every data column is listed in the policy",
-        "unknown_columns: refuse - an unclassified column could hold identity data (fail closed).",
-        _unlisted,
-    ),
-    (
-        "SCHEMA-MISSING",
-        "ERROR",
-        "Every policy column is present in the data",
-        "A schema drift means the policy no longer describes the data it governs.",
-        _schema_missing,
-    ),
-    (
-        "FIELD-USE",
-        "INFO",
-        "Which field is used, at which tier, with which transform",
-        "For the compliance review: a record of every field's use and its DP guarantee.",
-        _usage_summary,
-    ),
-):
-    register_rule(Rule(_rid, _sev, _title, _why, _check, scope="job"))
+_JOB_CHECKS = tuple(
+    Rule(_rid, _sev, _title, _why, _check, scope="job")
+    for _rid, _sev, _title, _why, _check in (
+        (
+            "TASK-COLUMN-MISSING",
+            "ERROR",
+            "Every task feature and label resolves to a policy column",
+            "Fail closed: a field the node's policy does not describe cannot be classified, so it is "
+            "not used.",
+            _task_column_missing,
+        ),
+        (
+            "CS-FEATURE",
+            "ERROR",
+            "Core-sensitive fields never become features or labels",
+            "National IDs, phone numbers, bank cards, exact addresses are sensitive personal "
+            f"information ({_PIPL_SENS}; GDPR art. 9 special categories); models can memorise them.",
+            _cs_feature,
+        ),
+        (
+            "ROLE-MISMATCH",
+            "ERROR",
+            "A field is used only in the role the policy grants it",
+            "The node's policy is law on the node: only columns with role feature (label) may feed "
+            "features (the label); purpose limitation, PIPL art. 6 / GDPR art. 5(1)(b).",
+            _role_mismatch,
+        ),
+        (
+            "TIER-TRANSFORM",
+            "ERROR",
+            "Model inputs come from kept or generalised columns only",
+            "Dropped, masked, encrypted or pseudonymised columns must not reach training.",
+            _tier_transform,
+        ),
+        (
+            "GS-NO-DP",
+            "ERROR",
+            "General-sensitive fields are features only under DP",
+            "Consumption habits, spend and age may be used only when training is differentially "
+            f"private within the node's budget ({_PIPL_SENS}; GDPR art. 25 data protection by design).",
+            _gs_no_dp,
+        ),
+        (
+            "DP-REQUIRED",
+            "ERROR",
+            "DP is on when the policy requires it",
+            "The node owner decided that nothing trains on this data without DP (require_dp).",
+            _dp_required,
+        ),
+        (
+            "DP-EPS-RUN",
+            "ERROR",
+            "Run epsilon within the node's per-run limit",
+            "The server may propose, never override: a proposal above the node's limit is refused.",
+            _dp_eps_run,
+        ),
+        (
+            "DP-DELTA",
+            "ERROR",
+            "Delta within the node's limit",
+            "delta bounds the probability the epsilon guarantee fails; the node caps it.",
+            _dp_delta,
+        ),
+        (
+            "DP-DELTA-N",
+            "ERROR",
+            "Delta well below 1/n",
+            "A delta of 1/n or more allows mechanisms that publish an entire record with that "
+            "probability (Dwork & Roth 2014, §2.3).",
+            _dp_delta_n,
+        ),
+        (
+            "DP-LIFETIME",
+            "ERROR",
+            "Lifetime epsilon budget not exceeded",
+            "Privacy loss composes across runs; a run that would exceed the lifetime budget is refused "
+            "before training starts.",
+            _dp_lifetime,
+        ),
+        (
+            "UNLISTED-COLUMN",
+            "ERROR",
+            "Every data column is listed in the policy",
+            "unknown_columns: refuse - an unclassified column could hold identity data (fail closed).",
+            _unlisted,
+        ),
+        (
+            "SCHEMA-MISSING",
+            "ERROR",
+            "Every policy column is present in the data",
+            "A schema drift means the policy no longer describes the data it governs.",
+            _schema_missing,
+        ),
+        (
+            "FIELD-USE",
+            "INFO",
+            "Which field is used, at which tier, with which transform",
+            "For the compliance review: a record of every field's use and its DP guarantee.",
+            _usage_summary,
+        ),
+    )
+)
 
-register_rule(
+_JOB_REFUSALS = (
     Rule(
         "POLICY-MISSING",
         "ERROR",
@@ -393,8 +395,11 @@ register_rule(
         "No policy, no processing: without a data contract nothing may run.",
         None,
         scope="job",
-    )
+    ),
 )
+
+RULE_DEFINITIONS = (*_JOB_CHECKS, *_JOB_REFUSALS)
+RULE_BY_ID = by_id(RULE_DEFINITIONS)
 
 
 def evaluate_job(policy: Policy | None, usage: JobUsage) -> list[Finding]:
@@ -409,7 +414,7 @@ def evaluate_job(policy: Policy | None, usage: JobUsage) -> list[Finding]:
             )
         ]
     findings: list[Finding] = []
-    for rule in rules_for("job"):
+    for rule in _JOB_CHECKS:
         if rule.check is not None:
             findings.extend(rule.check(policy, usage))
     return findings
@@ -430,12 +435,3 @@ def enforce(findings: list[Finding]) -> None:
         + f" - first: {errors[0].message}",
         findings,
     )
-
-
-def rule_catalogue_markdown() -> str:
-    """Markdown table of every registered rule (id, scope, severity, title, rationale)."""
-    lines = ["| rule id | scope | severity | rule | rationale |", "|---|---|---|---|---|"]
-    for r in RULES.values():
-        why = r.rationale.replace("|", "\\|")
-        lines.append(f"| `{r.rule_id}` | {r.scope} | {r.severity} | {r.title} | {why} |")
-    return "\n".join(lines) + "\n"

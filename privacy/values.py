@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import TransformError
-from .registry import Rule, register_rule
+from .findings import Rule
 
 __all__ = ["Distinct", "distinct_values", "expand"]
 
@@ -142,7 +142,7 @@ def expand(codes: np.ndarray, outputs: list | pa.Array, like: pd.Series) -> pd.S
     return out
 
 
-register_rule(
+RULE_DEFINITIONS = (
     Rule(
         "VALUE-TYPE",
         "ERROR",
@@ -151,5 +151,5 @@ register_rule(
         "types are refused, never turned into NaN or '123.0'.",
         None,
         scope="transform",
-    )
+    ),
 )

@@ -124,3 +124,55 @@ def test_control_a_deliberate_violation_breaks_its_contract(clean_tree, tmp_path
     expected = dict.fromkeys(CONTRACTS.values(), "KEPT") | {contract: "BROKEN"}
     assert status == expected
     assert code == 1
+
+
+# --------------------------------------------------------------------- import-time side effects
+
+_WARNING_FILTER_CALLS = {"filterwarnings", "simplefilter", "resetwarnings"}
+
+
+def module_level_warning_filters(source: str) -> list[int]:
+    """Line numbers of ``warnings.filterwarnings/simplefilter/resetwarnings`` calls that run when
+    the module is imported (anywhere outside a function body)."""
+    import ast
+
+    found: list[int] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue  # runs when called, not when imported
+            if isinstance(child, ast.Call):
+                func = child.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in _WARNING_FILTER_CALLS:
+                    found.append(child.lineno)
+            visit(child)
+
+    visit(ast.parse(source))
+    return sorted(found)
+
+
+def test_nothing_changes_warning_filters_at_import_time(clean_tree):
+    offenders = {
+        str(path.relative_to(clean_tree)): lines
+        for path in sorted(clean_tree.joinpath("confide").rglob("*.py"))
+        if (lines := module_level_warning_filters(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+def test_control_the_warning_filter_scan_sees_module_level_calls_only():
+    source = (
+        "import warnings\n"
+        "from warnings import simplefilter\n"
+        "warnings.filterwarnings('ignore')\n"
+        "if True:\n"
+        "    simplefilter('ignore')\n"
+        "class A:\n"
+        "    warnings.resetwarnings()\n"
+        "def f():\n"
+        "    warnings.filterwarnings('ignore')\n"
+        "g = lambda: warnings.simplefilter('ignore')\n"
+    )
+    assert module_level_warning_filters(source) == [3, 5, 7]

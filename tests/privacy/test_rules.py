@@ -9,9 +9,10 @@ from confide.privacy import (
     enforce,
     evaluate_job,
     parse_policy,
-    register_rule,
-    rule_catalogue_markdown,
+    rule_catalogue_document,
 )
+from confide.privacy.findings import by_id
+from confide.privacy.registry import DEFINING_MODULES, build_registry
 
 
 def _policy(require_dp=True):
@@ -132,17 +133,44 @@ def test_enforce_lists_fields_and_ignores_warnings():
     assert "CS-FEATURE (phone)" in str(err.value) and "GS-NO-DP (age)" in str(err.value)
 
 
-def test_register_rule_refuses_silent_overwrite():
-    rule = Rule("CS-FEATURE", "ERROR", "dup", "dup", None)
-    with pytest.raises(ValueError, match="already registered"):
-        register_rule(rule)
-    with pytest.raises(ValueError, match="severity"):
-        register_rule(Rule("TEST-NEW", "FATAL", "t", "r", None))
+def test_registry_is_assembled_statically_from_the_defining_modules():
+    """RULES is exactly the defining modules' RULE_DEFINITIONS in order, and read-only: no
+    import elsewhere can add or replace a rule."""
+    assembled = [r for m in DEFINING_MODULES for r in m.RULE_DEFINITIONS]
+    assert list(RULES.values()) == assembled
+    assert len(RULES) == len(assembled) == 45
+    with pytest.raises(TypeError):
+        RULES["CS-FEATURE"] = Rule("CS-FEATURE", "ERROR", "dup", "dup", None)  # type: ignore[index]
     assert RULES["CS-FEATURE"].title != "dup"
 
 
+def test_every_rule_defining_module_is_listed():
+    import importlib
+    import pkgutil
+
+    import confide.privacy as pkg
+
+    defining = set()
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"confide.privacy.{info.name}")
+        if hasattr(module, "RULE_DEFINITIONS"):
+            defining.add(module.__name__)
+    assert defining == {m.__name__ for m in DEFINING_MODULES}
+
+
+def test_registry_refuses_duplicates_and_bad_definitions():
+    rule = Rule("CS-FEATURE", "ERROR", "dup", "dup", None)
+    with pytest.raises(ValueError, match="CS-FEATURE is defined twice"):
+        build_registry([*RULES.values(), rule])
+    with pytest.raises(ValueError, match="severity"):
+        Rule("TEST-NEW", "FATAL", "t", "r", None)
+    with pytest.raises(ValueError, match="scope"):
+        Rule("TEST-NEW", "ERROR", "t", "r", None, scope="everywhere")
+    assert list(by_id([rule])) == ["CS-FEATURE"]
+
+
 def test_catalogue_lists_every_rule_with_rationale():
-    md = rule_catalogue_markdown()
+    md = rule_catalogue_document()
     for rid, rule in RULES.items():
         assert f"`{rid}`" in md
         assert rule.rationale
@@ -184,5 +212,5 @@ def test_docs_rule_catalogue_is_in_sync():
     missing = [rid for rid in RULES if f"`{rid}`" not in doc]
     assert not missing, (
         "regenerate the catalogue in docs/privacy.md with "
-        f"privacy.rule_catalogue_markdown(); missing {missing}"
+        f"the rule registry (confide.privacy.registry.RULES); missing {missing}"
     )
