@@ -151,7 +151,8 @@ _PARSE_RULES = tuple(
         (
             "POLICY-VALUE",
             "Values are of the right type and known (tier, role, transform, dp)",
-            "Unknown tiers/roles/transforms and non-positive DP limits are refused, never defaulted.",
+            "Unknown tiers/roles/transforms and non-positive DP limits are refused, never "
+            "defaulted.",
         ),
     )
 )
@@ -203,7 +204,8 @@ _COLUMN_RULES = tuple(
         (
             "POLICY-CS-KEEP",
             "Core-sensitive columns are never kept in clear",
-            f"Core identity data is dropped, masked, encrypted or pseudonymised at the node ({_PIPL}).",
+            f"Core identity data is dropped, masked, encrypted or pseudonymised at the node "
+            f"({_PIPL}).",
             _cs_keep,
         ),
         (

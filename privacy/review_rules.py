@@ -384,7 +384,8 @@ RULE_DEFINITIONS = tuple(
             "CONFIG-INVALID",
             "ERROR",
             "The composed config is a valid job",
-            "What a run would refuse to start is shown in the review too: the review and the run read "
+            "What a run would refuse to start is shown in the review too: the review and the run "
+            "read "
             "the same composition (confide.config.compose_config).",
             _config_invalid,
         ),
@@ -393,7 +394,8 @@ RULE_DEFINITIONS = tuple(
             "ERROR",
             "Deployment traffic is encrypted (TLS)",
             "Model updates and privacy spend are derived from personal information; sending them "
-            f"unencrypted breaks the transmission safeguards of {_PIPL} and {_GDPR32}. --insecure is "
+            f"unencrypted breaks the transmission safeguards of {_PIPL} and {_GDPR32}. --insecure "
+            f"is "
             "for local demos only; local simulation has no network transport.",
             _transport_insecure,
         ),
@@ -401,8 +403,10 @@ RULE_DEFINITIONS = tuple(
             "CONFIG-SECRET",
             "ERROR",
             "No key material, password or token inline in a config",
-            "Configs are shared, printed, copied into run directories and committed; keys belong in a "
-            f"key file with owner-only permissions or in the environment ({_PIPL}: access control and "
+            "Configs are shared, printed, copied into run directories and committed; keys belong "
+            "in a "
+            f"key file with owner-only permissions or in the environment ({_PIPL}: access control "
+            f"and "
             "encryption key management).",
             _config_secret,
         ),
@@ -412,7 +416,8 @@ RULE_DEFINITIONS = tuple(
             "Overrides do not silently widen access",
             "The agreed configuration is the contract; an override that loosens DP, secure "
             "aggregation, transport, participation or adds fields needs the data owners' explicit "
-            "sign-off (purpose limitation and minimum necessity, PIPL art. 6 and GB/T 35273-2020 §4; "
+            "sign-off (purpose limitation and minimum necessity, PIPL art. 6 and GB/T 35273-2020 "
+            "§4; "
             "GDPR art. 5(1)(b)-(c)). The node rules still refuse anything beyond a node's policy.",
             _override_widens,
         ),
@@ -420,15 +425,18 @@ RULE_DEFINITIONS = tuple(
             "DATA-MISSING",
             "ERROR",
             "Every node's data file exists and is readable",
-            "A node without readable data refuses the job; the review shows it before a run starts.",
+            "A node without readable data refuses the job; the review shows it before a run "
+            "starts.",
             _data_missing,
         ),
         (
             "NODE-KEYS",
             "ERROR",
             "Nodes that pseudonymise or encrypt have a private key file",
-            "Pseudonyms and ciphertexts need the node's own key; without it (or with a key file others "
-            "can read) the node refuses, never falling back to keyless output (GB/T 35273-2020 §6.2 "
+            "Pseudonyms and ciphertexts need the node's own key; without it (or with a key file "
+            "others "
+            "can read) the node refuses, never falling back to keyless output (GB/T 35273-2020 "
+            "§6.2 "
             "de-identification with separately stored keys; GDPR art. 4(5)).",
             _node_keys,
         ),
@@ -436,7 +444,8 @@ RULE_DEFINITIONS = tuple(
             "LEDGER-INTEGRITY",
             "ERROR",
             "Every node's budget ledger is readable and its own",
-            "Lifetime privacy loss can only be bounded if the record of earlier spend is intact; an "
+            "Lifetime privacy loss can only be bounded if the record of earlier spend is intact; "
+            "an "
             "unreadable or foreign ledger stops the node (fail closed).",
             _ledger_integrity,
         ),

@@ -291,7 +291,8 @@ _JOB_CHECKS = tuple(
             "TASK-COLUMN-MISSING",
             "ERROR",
             "Every task feature and label resolves to a policy column",
-            "Fail closed: a field the node's policy does not describe cannot be classified, so it is "
+            "Fail closed: a field the node's policy does not describe cannot be classified, so it "
+            "is "
             "not used.",
             _task_column_missing,
         ),
@@ -300,7 +301,8 @@ _JOB_CHECKS = tuple(
             "ERROR",
             "Core-sensitive fields never become features or labels",
             "National IDs, phone numbers, bank cards, exact addresses are sensitive personal "
-            f"information ({_PIPL_SENS}; GDPR art. 9 special categories); models can memorise them.",
+            f"information ({_PIPL_SENS}; GDPR art. 9 special categories); models can memorise "
+            f"them.",
             _cs_feature,
         ),
         (
@@ -323,7 +325,8 @@ _JOB_CHECKS = tuple(
             "ERROR",
             "General-sensitive fields are features only under DP",
             "Consumption habits, spend and age may be used only when training is differentially "
-            f"private within the node's budget ({_PIPL_SENS}; GDPR art. 25 data protection by design).",
+            f"private within the node's budget ({_PIPL_SENS}; GDPR art. 25 data protection by "
+            f"design).",
             _gs_no_dp,
         ),
         (
@@ -359,7 +362,8 @@ _JOB_CHECKS = tuple(
             "DP-LIFETIME",
             "ERROR",
             "Lifetime epsilon budget not exceeded",
-            "Privacy loss composes across runs; a run that would exceed the lifetime budget is refused "
+            "Privacy loss composes across runs; a run that would exceed the lifetime budget is "
+            "refused "
             "before training starts.",
             _dp_lifetime,
         ),
@@ -367,7 +371,8 @@ _JOB_CHECKS = tuple(
             "UNLISTED-COLUMN",
             "ERROR",
             "Every data column is listed in the policy",
-            "unknown_columns: refuse - an unclassified column could hold identity data (fail closed).",
+            "unknown_columns: refuse - an unclassified column could hold identity data (fail "
+            "closed).",
             _unlisted,
         ),
         (
