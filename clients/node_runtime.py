@@ -6,6 +6,7 @@ Encoded data is cached per process, so rounds after the first neither re-read no
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,15 +23,17 @@ from confide.clients.node_data import (
     prepare_frame,
     train_rows,
 )
-from confide.clients.proposal import Proposal
 from confide.job import NodeSpec
-from confide.modeling.dp_training import DPState, calibrate, predict_proba, train_local
+from confide.modeling.dp_accounting import DPSettings, DPState, calibrate
 from confide.modeling.errors import ConfideError
-from confide.modeling.factory import build_model
+from confide.modeling.factory import ModelSpec
+from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics, score_histograms
+from confide.modeling.prediction import predict_proba
 from confide.modeling.task_spec import TaskSpec
 from confide.privacy import Keyring, PrivacyError, load_policy
-from confide.privacy.ledger import BudgetLedger
+from confide.privacy.budget_ledger import BudgetLedger
+from confide.wire import Proposal
 
 __all__ = ["NodeRefusal", "NodeRuntime", "TrainOutcome", "round_seed"]
 
@@ -65,6 +68,11 @@ def round_seed(seed: int, node: str, server_round: int) -> int:
     return zlib.crc32(f"{seed}:{node}:{server_round}".encode())
 
 
+def _accountant(state: DPState, dp: DPSettings) -> dict[str, Any]:
+    """The accountant state a node keeps in its ledger entry for a run."""
+    return {"mechanism": dp.accountant, **state.to_dict()}
+
+
 def _file_stamp(path) -> tuple[str, int]:
     return (str(path), path.stat().st_mtime_ns if path.exists() else -1)
 
@@ -73,7 +81,7 @@ class NodeRuntime:
     """One node's side of a run."""
 
     def __init__(
-        self, node: NodeSpec, task: TaskSpec, model_net: dict[str, Any], test_fraction: float
+        self, node: NodeSpec, task: TaskSpec, model_net: ModelSpec, test_fraction: float
     ) -> None:
         self.node = node
         self.task = task
@@ -145,7 +153,7 @@ class NodeRuntime:
         )
 
     def _model(self, data: NodeData, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
-        model = build_model(self.model_net, data.x_train.shape[1])
+        model = self.model_net.build(data.x_train.shape[1])
         try:
             model.load_state_dict(state_dict)
         except RuntimeError as exc:
@@ -162,13 +170,54 @@ class NodeRuntime:
         return limit
 
     # -- rounds -------------------------------------------------------------------------
+    def _run_accountant(
+        self, ledger: BudgetLedger, data: NodeData, proposal: Proposal
+    ) -> tuple[DPState, float, float]:
+        """The run's accountant state, its delta and its epsilon cap, all from the node's own
+        ledger: reserved (and calibrated once) on the run's first round, continued after that.
+
+        Whatever the server sends, a run is never recalibrated from zero once it has taken a
+        step, and its epsilon may never pass min(reservation, lifetime remaining, per-run max).
+        """
+        name, dp, run_id = self.node.name, proposal.dp, proposal.run_id
+        entry = ledger.run(run_id)
+        if entry is None:
+            state = calibrate(dp, len(data.y_train), proposal.train, proposal.rounds)
+            ledger.reserve(run_id, dp.epsilon, dp.delta, accountant=_accountant(state, dp))
+            entry = ledger.run(run_id)
+            assert entry is not None  # just reserved under the ledger's lock
+        saved = entry.get("accountant")
+        if saved is None:
+            if entry["steps"] > 0 or entry["spent_epsilon"] > 0:
+                raise NodeRefusal(
+                    f"node '{name}': run '{run_id}' has spent budget but the ledger holds no "
+                    "accountant state for it; refusing to recalibrate from zero "
+                    "(rule: accountant continuity)"
+                )
+            reserved = dataclasses.replace(dp, epsilon=float(entry["reserved_epsilon"]))
+            state = calibrate(reserved, len(data.y_train), proposal.train, proposal.rounds)
+            ledger.record(run_id, 0.0, 0, accountant=_accountant(state, dp))
+            saved = _accountant(state, dp)
+        if saved["mechanism"] != dp.accountant or float(entry["delta"]) != float(dp.delta):
+            raise NodeRefusal(
+                f"node '{name}': run '{run_id}' changed its accountant or delta after it "
+                "started (rule: accountant continuity)"
+            )
+        cap = min(ledger.cap(run_id), self._max_epsilon(data))
+        return DPState.from_dict(saved), float(entry["delta"]), cap
+
     def train(
         self,
         state_dict: dict[str, torch.Tensor],
         proposal: Proposal,
-        dp_state: dict[str, Any] | None,
+        dp_state: dict[str, Any] | None = None,
     ) -> TrainOutcome:
-        """One round of local training; raises :class:`NodeRefusal` with the reason to send."""
+        """One round of local training; raises :class:`NodeRefusal` with the reason to send.
+
+        ``dp_state`` (what a server or the node's context carried) is not trusted for
+        accounting: the node's ledger holds the run's accountant state and is the only source.
+        """
+        del dp_state  # the ledger is authoritative; a carried copy may be stale or forged
         name = self.node.name
         dp = proposal.dp
         if proposal.train.batch_size < 1 or proposal.train.local_epochs < 1:
@@ -180,13 +229,13 @@ class NodeRuntime:
                 f"{node_max:g} per run (rule: DP-EPS-RUN)"
             )
         data, ledger = self.checked_data(proposal)
-        state = DPState.from_dict(dp_state) if dp_state else None
-        if dp.enabled and state is None:
+        state, cap, delta = None, None, dp.delta
+        if dp.enabled:
+            assert ledger is not None  # checked_data opens the ledger whenever DP is on
             try:
-                ledger.reserve(proposal.run_id, dp.epsilon, dp.delta)  # type: ignore[union-attr]
+                state, delta, cap = self._run_accountant(ledger, data, proposal)
             except PrivacyError as exc:
-                raise NodeRefusal(str(exc)) from exc
-            state = calibrate(dp, len(data.y_train), proposal.train, proposal.rounds)
+                raise NodeRefusal(f"node '{name}': {exc}") from exc
         model = self._model(data, state_dict)
         try:
             result = train_local(
@@ -197,7 +246,7 @@ class NodeRuntime:
                 dp,
                 state,
                 seed=round_seed(proposal.seed, name, proposal.server_round),
-                max_epsilon=self._max_epsilon(data) if dp.enabled else None,
+                max_epsilon=cap,
             )
         except ConfideError as exc:
             raise NodeRefusal(f"node '{name}': {exc}") from exc
@@ -206,13 +255,21 @@ class NodeRuntime:
             "train_loss": result.mean_loss,
             "steps": float(result.steps),
             "epsilon": 0.0,
-            "delta": float(dp.delta) if dp.enabled else 0.0,
+            "delta": float(delta) if dp.enabled else 0.0,
             "noise_multiplier": 0.0,
         }
         new_state = None
         if dp.enabled and result.state is not None:
-            epsilon = result.state.epsilon(dp.delta, dp.accountant)
-            ledger.record(proposal.run_id, epsilon, result.state.steps_taken)  # type: ignore[union-attr]
+            epsilon = result.state.epsilon(delta, dp.accountant)
+            try:
+                ledger.record(  # type: ignore[union-attr]
+                    proposal.run_id,
+                    epsilon,
+                    result.state.steps_taken,
+                    accountant=_accountant(result.state, dp),
+                )
+            except PrivacyError as exc:
+                raise NodeRefusal(f"node '{name}': {exc}") from exc
             metrics["epsilon"] = epsilon
             metrics["noise_multiplier"] = result.state.noise_multiplier
             new_state = result.state.to_dict()

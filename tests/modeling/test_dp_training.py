@@ -1,26 +1,28 @@
 """DP-SGD accounting across rounds: the reported epsilon covers every step of the run."""
 
 import itertools
+import sys
 
 import numpy as np
 import pytest
+import torch
 from opacus.accountants import RDPAccountant
 
-from confide.modeling.dp_training import (
+from confide.modeling.dp_accounting import (
     RDP_ALPHAS,
     DPSettings,
-    TrainSettings,
     calibrate,
     epsilon_for_history,
     planned_steps,
-    predict_proba,
     steps_per_epoch,
-    train_local,
 )
 from confide.modeling.errors import BudgetExceeded
 from confide.modeling.factory import build_model
+from confide.modeling.local_training import TrainSettings, train_local
+from confide.modeling.prediction import predict_proba
+from tests.epsilon_checks import assert_epsilon_at_target
 
-NET = {"_target_": "confide.modeling.models.LogisticRegression"}
+NET = ("logreg", {})  # registry name and hyper-parameters
 
 
 def data(n=600, d=5, seed=0):
@@ -36,7 +38,7 @@ def test_epsilon_after_rounds_equals_accountant_over_all_steps():
     dp = DPSettings(epsilon=2.0, delta=1e-5)
     rounds = 4
     state = calibrate(dp, len(y), train, rounds)
-    model = build_model(NET, x.shape[1], seed=0)
+    model = build_model(*NET, x.shape[1], seed=0)
     per_round = []
     for r in range(rounds):
         result = train_local(model, x, y, train, dp, state, seed=r)
@@ -54,21 +56,52 @@ def test_epsilon_after_rounds_equals_accountant_over_all_steps():
         [(state.noise_multiplier, state.sample_rate, total_steps // rounds)], dp.delta, "rdp"
     )
     assert per_round[-1] > one_round * 1.5
-    assert per_round[-1] <= dp.epsilon + 1e-6
+    assert_epsilon_at_target(
+        per_round[-1],
+        target=dp.epsilon,
+        delta=dp.delta,
+        sample_rate=state.sample_rate,
+        steps=total_steps,
+    )
 
 
-def test_round_that_would_exceed_the_node_maximum_is_refused_before_training():
+def test_each_step_is_charged_training_stops_before_the_cap_then_refuses():
     x, y = data()
     train = TrainSettings(learning_rate=1.0, batch_size=64, local_epochs=1)
     dp = DPSettings(epsilon=1.0, delta=1e-5)
     state = calibrate(dp, len(y), train, rounds=1)
-    model = build_model(NET, x.shape[1], seed=0)
-    state = train_local(model, x, y, train, dp, state, seed=0).state
+    cap = 0.8  # below what one full round spends (0.99): the round must stop part-way
+    model = build_model(*NET, x.shape[1], seed=0)
+    result = train_local(model, x, y, train, dp, state, seed=0, max_epsilon=cap)
+    per_round = steps_per_epoch(len(y), train.batch_size)
+    assert 0 < result.steps < per_round and result.state.steps_taken == result.steps
+    spent = result.state.epsilon(dp.delta, dp.accountant)
+    exact = RDPAccountant()
+    exact.history = [(state.noise_multiplier, state.sample_rate, result.steps)]
+    assert abs(spent - exact.get_epsilon(delta=dp.delta, alphas=RDP_ALPHAS)) < 1e-9
+    assert spent <= cap
+    one_more = [(state.noise_multiplier, state.sample_rate, result.steps + 1)]
+    assert epsilon_for_history(one_more, dp.delta, "rdp") > cap  # stopped at the last step
     before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(BudgetExceeded, match="max_epsilon_per_run"):
-        train_local(model, x, y, train, dp, state, seed=1, max_epsilon=1.0)
+    with pytest.raises(BudgetExceeded, match=r"exhausted \(rule: budget per step\)"):
+        train_local(model, x, y, train, dp, result.state, seed=1, max_epsilon=cap)
     for p, q in zip(model.parameters(), before, strict=True):
         assert (p == q).all()  # nothing trained
+
+
+def test_cap_above_the_round_changes_nothing():
+    x, y = data()
+    train = TrainSettings(learning_rate=1.0, batch_size=64, local_epochs=2)
+    dp = DPSettings(epsilon=1.0, delta=1e-5)
+    state = calibrate(dp, len(y), train, rounds=1)
+    runs = []
+    for cap in (None, 1.0):
+        model = build_model(*NET, x.shape[1], seed=0)
+        res = train_local(model, x, y, train, dp, state, seed=3, max_epsilon=cap)
+        runs.append((res.steps, res.state.history, predict_proba(model, x)))
+    assert runs[0][0] == runs[1][0] == 2 * steps_per_epoch(len(y), train.batch_size)
+    assert runs[0][1] == runs[1][1]
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
 
 
 def test_same_seed_same_model_and_dp_state_roundtrip():
@@ -78,7 +111,7 @@ def test_same_seed_same_model_and_dp_state_roundtrip():
     outs = []
     for _ in range(2):
         state = calibrate(dp, len(y), train, rounds=1)
-        model = build_model(NET, x.shape[1], seed=7)
+        model = build_model(*NET, x.shape[1], seed=7)
         res = train_local(model, x, y, train, dp, state, seed=11)
         outs.append((predict_proba(model, x), res.state))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
@@ -88,18 +121,18 @@ def test_same_seed_same_model_and_dp_state_roundtrip():
 
 def test_learns_without_dp_and_fedprox_pull_keeps_weights_near_anchor():
     x, y = data(2000)
-    model = build_model(NET, x.shape[1], seed=0)
+    model = build_model(*NET, x.shape[1], seed=0)
     train = TrainSettings(learning_rate=1.0, batch_size=64, local_epochs=3)
     train_local(model, x, y, train, DPSettings(enabled=False), None, seed=0)
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, predict_proba(model, x)) > 0.8
-    anchored = build_model(NET, x.shape[1], seed=0)
-    free = build_model(NET, x.shape[1], seed=0)
+    anchored = build_model(*NET, x.shape[1], seed=0)
+    free = build_model(*NET, x.shape[1], seed=0)
     prox = TrainSettings(learning_rate=1.0, batch_size=64, local_epochs=3, proximal_mu=0.5)
     train_local(anchored, x, y, prox, DPSettings(enabled=False), None, seed=0)
     train_local(free, x, y, train, DPSettings(enabled=False), None, seed=0)
-    start = build_model(NET, x.shape[1], seed=0)
+    start = build_model(*NET, x.shape[1], seed=0)
 
     def dist(model):
         pairs = zip(model.parameters(), start.parameters(), strict=True)
@@ -108,18 +141,18 @@ def test_learns_without_dp_and_fedprox_pull_keeps_weights_near_anchor():
     assert dist(anchored) < dist(free)
 
 
-def test_secure_mode_without_torchcsprng_fails_closed():
+def test_secure_mode_without_torchcsprng_fails_closed(monkeypatch):
+    from confide.modeling.errors import ConfideError
+
     x, y = data()
     train = TrainSettings(batch_size=64)
     dp = DPSettings(epsilon=3.0, delta=1e-5, secure_mode=True)
     state = calibrate(dp, len(y), train, 1)
-    pytest.importorskip("modeling")  # always present; keeps the intent explicit
-    try:
-        import torchcsprng  # noqa: F401
-    except ImportError:
-        from confide.modeling.errors import ConfideError
-
-        with pytest.raises(ConfideError, match="torchcsprng"):
-            train_local(build_model(NET, 5), x, y, train, dp, state, seed=0)
-    else:  # pragma: no cover - only where torchcsprng exists
-        pytest.skip("torchcsprng installed")
+    monkeypatch.setitem(sys.modules, "torchcsprng", None)  # absent on every machine: never skips
+    model = build_model(*NET, 5)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ConfideError, match="needs the torchcsprng package") as err:
+        train_local(model, x, y, train, dp, state, seed=0)
+    assert "(rule: secure RNG)" in str(err.value) and "\n" not in str(err.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert state.steps_taken == 0  # nothing trained, nothing charged
