@@ -201,7 +201,7 @@ class Keyring:
         try:
             raw = read_regular_file(p, "key file", max_bytes=MAX_KEY_FILE_BYTES)
         except UnsafeFileError as exc:
-            raise KeyMaterialError(f"{exc} (rule KEY-FORMAT)") from None
+            raise KeyMaterialError(str(exc)) from None  # changed between check and read
         return cls.from_json(raw, str(p))
 
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -342,14 +343,26 @@ _StrictLoader.add_implicit_resolver(
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy YAML file (PolicyError naming the file and field)."""
     p = Path(path)
-    if not p.exists():
+    try:  # a FIFO, a device or a huge file is refused before it is read
+        st = p.stat()
+    except FileNotFoundError:
         raise PolicyError(
             f"{p}: policy file not found (rule POLICY-MISSING); every dataset needs a policy"
+        ) from None
+    except OSError as exc:
+        raise PolicyError(
+            f"{p}: cannot read policy file ({exc.strerror}) (rule POLICY-MISSING)"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise PolicyError(f"{p}: policy file is not a regular file (rule POLICY-SYNTAX)")
+    if st.st_size > MAX_POLICY_BYTES:
+        raise PolicyError(
+            f"{p}: policy file is over the {MAX_POLICY_BYTES}-byte limit (rule POLICY-SYNTAX)"
         )
-    try:  # a FIFO, a device or a huge file is refused before it is read
+    try:
         raw = read_regular_file(p, "policy file", max_bytes=MAX_POLICY_BYTES)
-    except UnsafeFileError as exc:
-        raise PolicyError(f"{exc} (rule POLICY-SYNTAX)") from None
+    except UnsafeFileError as exc:  # changed between the check and the read
+        raise PolicyError(str(exc)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

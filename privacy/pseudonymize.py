@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow as pa
 from cryptography.hazmat.primitives import hashes, hmac
 
-from .tokens import concat, slices, tokens_from_blobs
 from .keys import Keyring
+from .tokens import concat, slices, tokens_from_blobs
 from .values import distinct_values, expand
 
 __all__ = ["PSEUDONYM_PREFIX", "pseudonymize_series", "pseudonymize_values"]

@@ -58,14 +58,14 @@ def open_regular(path: str | Path, what: str = "data file") -> BinaryIO:
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise CsvFormatError(f"{p}: {what} not found (rule: data path)") from None
+        raise CsvFormatError(f"{p}: file does not exist (rule: data path)") from None
     except OSError as exc:
         raise CsvFormatError(
             f"{p}: {what} cannot be opened ({exc.strerror or type(exc).__name__}) (rule: data path)"
         ) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CsvFormatError(f"{p}: {what} is not a regular file (rule: data path)")
+            raise CsvFormatError(f"{p}: not a regular file (rule: data path)")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -170,7 +170,7 @@ def test_file_guards(tmp_path, policy, keyring):
     _frame(30).to_csv(src, index=False)
     with pytest.raises(Exception, match="rule: output is not an input"):
         apply_file(policy, src, src, keyring)
-    with pytest.raises(SchemaError, match="not found"):
+    with pytest.raises(SchemaError, match="file does not exist"):
         apply_file(policy, tmp_path / "nope.csv", tmp_path / "o.csv", keyring)
     with pytest.raises(SchemaError, match="do not match the output"):
         decrypt_file(policy, src, tmp_path / "o.csv", keyring)

@@ -376,3 +376,26 @@ def test_apply_file_api_refuses_out_over_policy_path(files):
     with pytest.raises(Exception, match="rule: output is not an input"):
         apply_file(files["policy"], files["data"], files["policy"], Keyring.load(files["keys"]))
     assert files["policy"].read_bytes() == before
+
+
+def test_oversized_policy_file_is_refused_by_size(tmp_path):
+    from confide.privacy.policy import MAX_POLICY_BYTES
+
+    p = tmp_path / "huge.yaml"
+    p.write_text(POLICY_YAML + "#" * MAX_POLICY_BYTES)
+    with pytest.raises(PolicyError, match=r"over the \d+-byte limit \(rule POLICY-SYNTAX\)"):
+        load_policy(p)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(POLICY_YAML + "#" * 1000)
+    assert load_policy(ok).dataset == "retailer_customers"  # control
+
+
+def test_duplicate_key_with_a_raw_value_name_is_not_echoed(tmp_path):
+    p = _policy_with(
+        tmp_path,
+        "dataset: retailer_customers",
+        f"dataset: retailer_customers\n'{MARKER} x': 1\n'{MARKER} x': 2",
+    )
+    with pytest.raises(PolicyError, match=r"duplicate key a key that is not a plain name") as err:
+        load_policy(p)
+    assert MARKER not in str(err.value)
