@@ -137,6 +137,18 @@ class Keyring:
             self._subkeys[cache_key] = sub
         return sub
 
+    def internal_key(self, label: str, key_id: str | None = None) -> bytes:
+        """A 32-byte HKDF-SHA256 key for one of Confide's own uses (``label``, e.g. the run
+        ledger's MACs). Its HKDF info starts with ``confide/internal/v1``, which no
+        purpose/dataset/column subkey (info ``confide/v1``, ...) and so no policy can produce."""
+        kid = self._active if key_id is None else key_id
+        if kid not in self._keys:
+            raise KeyMaterialError(
+                f"{self.source}: key id '{kid}' is not in the keyring (rule KEY-ID)"
+            )
+        info = _encode_parts("confide/internal/v1", label, kid)
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._keys[kid])
+
     # ------------------------------------------------------------------ loading
 
     @classmethod

@@ -17,6 +17,21 @@ rewrite history consistently; with a key (``CONFIDE_RUN_LEDGER_KEY_FILE``, a Con
 from ``confide keys new``), every record and the head carry an HMAC that cannot be forged
 without it.
 
+The HMAC key is the key file's HKDF key for the run ledger's own purpose (``Keyring.internal_key``),
+which no policy can derive. Ledgers whose MACs used the earlier pseudonym-derived key verify under
+that legacy key until they are migrated, exactly once: ``confide ledger migrate-key`` or the next
+append re-MACs every record and marks the head (``mac_scheme``, ``migrated``); from then on only the
+new key verifies.
+
+A record may carry ``budget``: per node, an anchor of its budget ledger (which ledger, by the
+SHA-256 of its resolved path; its lifetime spend; its number of runs; the SHA-256 of its runs), so
+a budget ledger that was deleted or rewound after a run is detected
+(:func:`check_budget_continuity`).
+
+An append killed after its line but before the head update, or in the middle of its line, leaves
+a torn last line: verification names it, and :meth:`RunLedger.repair` (``confide ledger repair``)
+removes only that, after a backup of the removed bytes and a line in ``<ledger>.repairs``.
+
 Records hold identifiers, hashes and epsilon figures only: never keys, raw values or config
 values (the config is represented by its hash). Appends take an ``fcntl`` lock, refuse to extend
 a ledger that fails verification, write one line with ``O_APPEND`` + ``fsync`` and then replace
@@ -39,18 +54,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confide.core.errors import ConfideError
+from confide.core.files import atomic_write_bytes, atomic_write_text, read_regular_file
+
+from .budget_ledger import BudgetLedger, LedgerError, budget_anchor
 from .errors import PrivacyError
 from .keys import Keyring
-from confide.core.files import atomic_write_text
 
 __all__ = [
     "ENV_RUN_LEDGER_KEY_FILE",
     "GENESIS",
+    "MAC_SCHEME",
+    "LedgerKey",
     "RunLedger",
     "RunLedgerError",
     "VerifyResult",
     "append_run",
+    "budget_anchors",
     "canonical_json",
+    "check_budget_continuity",
     "file_sha256",
     "load_ledger_key",
     "run_epsilon_from_snapshots",
@@ -61,6 +83,10 @@ GENESIS = "0" * 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,200}$")
 _OUTCOMES = ("completed", "stopped")
+MAC_SCHEME = "confide-run-ledger-mac/v2"
+_MAC_LABEL = "run-ledger-mac"
+_LEGACY_SUBKEY = ("pseudonym", "confide-run-ledger", "record-mac")  # before MAC_SCHEME
+_REPAIR = "(rule: run ledger repair)"
 _FIELDS = (
     "seq",
     "prev",
@@ -90,6 +116,24 @@ class VerifyResult:
     first_bad: int | None = None
     message: str = "ok"
     macs_checked: bool = False
+    legacy_mac: bool = False
+
+
+class LedgerKey(tuple):
+    """``(key id, HMAC key)`` of the run ledger, plus the legacy pseudonym-derived key that
+    verifies a not yet migrated ledger exactly once (during its migration)."""
+
+    legacy: bytes | None
+
+    def __new__(cls, key_id: str, key: bytes, legacy: bytes | None = None) -> LedgerKey:
+        obj = super().__new__(cls, (key_id, key))
+        obj.legacy = legacy
+        return obj
+
+    def __repr__(self) -> str:
+        return f"LedgerKey(key_id={self[0]!r})"
+
+    __str__ = __repr__
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -113,18 +157,21 @@ def file_sha256(path: str | Path) -> str | None:
 
 def load_ledger_key(
     path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> tuple[str, bytes] | None:
+) -> LedgerKey | None:
     """(key id, HMAC key) from ``path`` or ``$CONFIDE_RUN_LEDGER_KEY_FILE``; None if neither.
 
     The file is a Confide key file (validated, owner-only); the HMAC key is its active key's
-    HKDF subkey bound to the run ledger, so the same file can never yield a pseudonym key.
+    HKDF key for the run ledger's own purpose, which no policy (no pseudonym, SIV or GCM subkey
+    of any dataset and column) can derive. The legacy key rides along for a one-time migration.
     """
     env = os.environ if env is None else env
     chosen = path if path is not None else env.get(ENV_RUN_LEDGER_KEY_FILE)
     if not chosen:
         return None
     keyring = Keyring.from_file(chosen)
-    return keyring.active, keyring.subkey("pseudonym", "confide-run-ledger", "record-mac")
+    return LedgerKey(
+        keyring.active, keyring.internal_key(_MAC_LABEL), keyring.subkey(*_LEGACY_SUBKEY)
+    )
 
 
 def run_epsilon_from_snapshots(snapshots: Mapping[str, Any], run_id: str) -> dict[str, float]:
@@ -208,15 +255,16 @@ class RunLedger:
 
     # ------------------------------------------------------------------ reading
 
-    def _lines(self) -> list[bytes]:
+    def _raw(self) -> bytes:
         if not self.path.exists():
-            return []
+            return b""
         try:
-            raw = self.path.read_bytes()
-        except OSError as exc:
-            raise RunLedgerError(
-                f"{self.path}: cannot read the run ledger ({exc.strerror}) (rule: run ledger chain)"
-            ) from None
+            return read_regular_file(self.path, "run ledger")
+        except ConfideError as exc:
+            raise RunLedgerError(f"{exc} (rule: run ledger chain)") from None
+
+    @staticmethod
+    def _split(raw: bytes) -> list[bytes]:
         if not raw:
             return []
         lines = raw.split(b"\n")
@@ -226,13 +274,19 @@ class RunLedger:
             lines[-1] = lines[-1] + b"\0"  # marks an unterminated last line (torn write)
         return lines
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every record in file order (RunLedgerError on an unreadable line)."""
+    def _parse(self, raw: bytes) -> list[dict[str, Any]]:
         out = []
-        for i, line in enumerate(self._lines(), 1):
+        lines = self._split(raw)
+        for i, line in enumerate(lines, 1):
             try:
                 rec = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                if i == len(lines) and line.endswith(b"\0"):
+                    raise RunLedgerError(
+                        f"{self.path}: record {i} is a torn last line (an append was "
+                        "interrupted mid-write); `confide ledger repair` removes it "
+                        "(rule: run ledger chain)"
+                    ) from None
                 raise RunLedgerError(
                     f"{self.path}: record {i} is not a valid JSON line (rule: run ledger chain)"
                 ) from None
@@ -243,29 +297,59 @@ class RunLedger:
             out.append(rec)
         return out
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in file order (RunLedgerError on an unreadable line)."""
+        return self._parse(self._raw())
+
     def _head(self) -> dict[str, Any] | None:
         if not self.head_path.exists():
             return None
         try:
-            head = json.loads(self.head_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            head = json.loads(read_regular_file(self.head_path, "run ledger head").decode("utf-8"))
+        except (ConfideError, UnicodeDecodeError, ValueError):
             return {"invalid": True}
         return head if isinstance(head, dict) else {"invalid": True}
 
-    def _head_payload(self, count: int, head: str) -> bytes:
-        return canonical_json({"count": count, "head": head, "ledger": "confide-run-ledger/v1"})
+    def _head_payload(
+        self, count: int, head: str, scheme: str | None = None, migrated: Any = None
+    ) -> bytes:
+        if scheme != MAC_SCHEME:  # the legacy head MAC
+            return canonical_json({"count": count, "head": head, "ledger": "confide-run-ledger/v1"})
+        return canonical_json(
+            {"count": count, "head": head, "ledger": "confide-run-ledger/v2", "migrated": migrated}
+        )
+
+    def _mac_keys(self, head: dict[str, Any] | None) -> tuple[list[bytes], bool]:
+        """The keys a record MAC may verify under, and whether the ledger is still legacy."""
+        if self._key is None:
+            return [], False
+        legacy = (
+            head is not None
+            and not head.get("invalid")
+            and "mac" in head
+            and head.get("mac_scheme") != MAC_SCHEME
+        )
+        if not legacy:
+            return [self._key[1]], False
+        old = getattr(self._key, "legacy", None)
+        # a migration interrupted after re-MACing the records leaves new MACs: also valid
+        return ([old] if old is not None else []) + [self._key[1]], True
 
     # ------------------------------------------------------------------ verification
 
     def verify(self) -> VerifyResult:
         """Check the chain, every hash (and MAC with a key) and the head; name the first bad
         record."""
+        return self._verify(self._raw(), self._head())
 
-        def bad(index: int | None, count: int, head: str, message: str) -> VerifyResult:
-            return VerifyResult(False, count, head, index, message, self._key is not None)
+    def _verify(self, raw: bytes, head: dict[str, Any] | None) -> VerifyResult:
+        keys, legacy = self._mac_keys(head)
+
+        def bad(index: int | None, count: int, top: str, message: str) -> VerifyResult:
+            return VerifyResult(False, count, top, index, message, self._key is not None, legacy)
 
         try:
-            records = self.records()
+            records = self._parse(raw)
         except RunLedgerError as exc:
             found = re.search(r"record (\d+)", str(exc))
             return bad(int(found.group(1)) if found else None, 0, GENESIS, str(exc))
@@ -296,7 +380,11 @@ class RunLedger:
                     f"record {i}{run}: does not link to record {i - 1}'s hash: record "
                     f"{i - 1} was edited, or a record was deleted, inserted or moved here",
                 )
-            if _hash(rec) != rec["hash"]:
+            try:
+                digest = _hash(rec)
+            except (TypeError, ValueError):
+                digest = None
+            if digest != rec["hash"]:
                 return bad(
                     i,
                     len(records),
@@ -304,11 +392,12 @@ class RunLedger:
                     f"record {i}{run}: content does not match its hash: edited",
                 )
             if self._key is not None:
-                kid, key = self._key
+                kid = self._key[0]
+                body = canonical_json(_body(rec))
                 if (
                     rec.get("mac_key") != kid
                     or not isinstance(rec.get("mac"), str)
-                    or not hmac.compare_digest(rec["mac"], _mac(key, canonical_json(_body(rec))))
+                    or not any(hmac.compare_digest(rec["mac"], _mac(k, body)) for k in keys)
                 ):
                     return bad(
                         i,
@@ -319,7 +408,6 @@ class RunLedger:
                     )
             prev = rec["hash"]
         count = len(records)
-        head = self._head()
         if head is None:
             if count:
                 return bad(
@@ -333,16 +421,20 @@ class RunLedger:
         if (
             head.get("invalid")
             or not isinstance(head.get("count"), int)
+            or isinstance(head.get("count"), bool)
             or not isinstance(head.get("head"), str)
         ):
             return bad(None, count, prev, f"head file {self.head_path.name} is malformed")
         if self._key is not None:
-            kid, key = self._key
-            expected = _mac(key, self._head_payload(head["count"], head["head"]))
+            kid = self._key[0]
+            scheme = head.get("mac_scheme")
+            head_key = keys[0] if legacy and keys else self._key[1]
+            payload = self._head_payload(head["count"], head["head"], scheme, head.get("migrated"))
             if (
                 head.get("mac_key") != kid
                 or not isinstance(head.get("mac"), str)
-                or not hmac.compare_digest(head["mac"], expected)
+                or not ((legacy and getattr(self._key, "legacy", None) is not None) or not legacy)
+                or not hmac.compare_digest(head["mac"], _mac(head_key, payload))
             ):
                 return bad(
                     None,
@@ -360,13 +452,15 @@ class RunLedger:
             )
         if head["count"] < count:
             extra = records[head["count"]]
+            torn = head["count"] == count - 1 and head["head"] == extra.get("prev")
+            hint = "; if an append was torn, `confide ledger repair` removes it" if torn else ""
             return bad(
                 head["count"] + 1,
                 count,
                 prev,
                 f"record {head['count'] + 1} (run {extra.get('run_id')}): not covered by "
                 f"the head (which ends at record {head['count']}): forged, or an append "
-                "was interrupted",
+                f"was interrupted{hint}",
             )
         if head["head"] != prev:
             return bad(
@@ -375,7 +469,123 @@ class RunLedger:
                 prev,
                 f"record {count}: its hash differs from the head's: edited or replaced",
             )
+        if legacy:
+            return VerifyResult(
+                True,
+                count,
+                prev,
+                None,
+                "ok (MACs under the legacy pseudonym-derived key: migrated by "
+                "`confide ledger migrate-key` or the next append)",
+                True,
+                True,
+            )
         return VerifyResult(True, count, prev, None, "ok", self._key is not None)
+
+    # ------------------------------------------------------------------ writing
+
+    def _write_head(self, count: int, head: str, migrated: Mapping[str, Any] | None = None) -> None:
+        out: dict[str, Any] = {"count": count, "head": head}
+        if self._key is not None:
+            kid, key = self._key[0], self._key[1]
+            out["mac_scheme"] = MAC_SCHEME
+            if migrated is not None:
+                out["migrated"] = dict(migrated)
+            out["mac"] = _mac(key, self._head_payload(count, head, MAC_SCHEME, out.get("migrated")))
+            out["mac_key"] = kid
+        atomic_write_text(self.head_path, json.dumps(out, sort_keys=True) + "\n")
+
+    def _migrate_locked(self) -> dict[str, Any] | None:
+        head = self._head()
+        state = self._verify(self._raw(), head)
+        if not state.legacy_mac:
+            return None
+        if not state.ok:
+            raise RunLedgerError(
+                f"{self.path}: the run ledger fails verification under the legacy key "
+                f"({state.message}); refusing to migrate its MACs (rule: run ledger chain)"
+            )
+        kid, key = self._key[0], self._key[1]  # type: ignore[index]
+        records = self._parse(self._raw())
+        lines = []
+        for rec in records:
+            rec["mac"] = _mac(key, canonical_json(_body(rec)))
+            rec["mac_key"] = kid
+            lines.append(canonical_json(rec) + b"\n")
+        atomic_write_bytes(self.path, b"".join(lines), file_mode=0o640)
+        migrated = {
+            "from": "pseudonym-subkey",
+            "records": len(records),
+            "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        self._write_head(state.count, state.head, migrated)
+        return migrated
+
+    def migrate_key(self) -> dict[str, Any] | None:
+        """Re-MAC a ledger made under the legacy pseudonym-derived key with the run ledger's own
+        key, after verifying it under the legacy key; record the migration in the head. Returns
+        the migration record, or None when there was nothing to migrate."""
+        if self._key is None:
+            raise RunLedgerError(
+                f"{self.path}: migrating the MAC key needs the ledger's key file "
+                "(rule: run ledger key)"
+            )
+        with self._locked():
+            return self._migrate_locked()
+
+    def repair(self) -> dict[str, Any]:
+        """Remove a torn last line (a partial line, or a last record the head does not cover)
+        and nothing else: back up the removed bytes, log the repair in ``<ledger>.repairs`` and
+        return that log entry. Anything else is refused."""
+        with self._locked():
+            raw = self._raw()
+            head = self._head()
+            state = self._verify(raw, head)
+            if state.ok:
+                raise RunLedgerError(
+                    f"{self.path}: the run ledger verifies; nothing to repair {_REPAIR}"
+                )
+            if raw and not raw.endswith(b"\n"):
+                cut, kind = raw.rfind(b"\n") + 1, "partial last line"
+            elif (
+                raw
+                and "not covered by the head" in state.message
+                and state.first_bad == state.count
+            ):
+                cut, kind = raw.rfind(b"\n", 0, len(raw) - 1) + 1, "last record not in the head"
+            else:
+                raise RunLedgerError(
+                    f"{self.path}: {state.message}; this is not a torn last line, refusing to "
+                    f"repair {_REPAIR}"
+                )
+            kept = self._verify(raw[:cut], head)
+            if not kept.ok:
+                raise RunLedgerError(
+                    f"{self.path}: without its last line the ledger still fails ({kept.message}); "
+                    f"refusing to repair {_REPAIR}"
+                )
+            removed = raw[cut:]
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            backup = self.path.with_name(f"{self.path.name}.torn-{stamp}.bak")
+            atomic_write_bytes(backup, removed, file_mode=0o600)
+            entry = {
+                "time": stamp,
+                "kind": kind,
+                "removed_bytes": len(removed),
+                "removed_sha256": hashlib.sha256(removed).hexdigest(),
+                "backup": backup.name,
+                "kept_records": kept.count,
+                "head": kept.head,
+            }
+            atomic_write_bytes(self.path, raw[:cut], file_mode=0o640)
+            log = self.path.with_name(self.path.name + ".repairs")
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, canonical_json(entry) + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return entry
 
     # ------------------------------------------------------------------ appending
 
@@ -389,10 +599,18 @@ class RunLedger:
         model_sha256: str | None,
         outcome: str,
         time: datetime | None = None,
+        budget: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Append one run's record (after verifying the ledger); returns the record."""
+        """Append one run's record (after verifying the ledger); returns the record.
+
+        ``budget``: per node, the anchor of its budget ledger (:func:`budget_anchors`). A ledger
+        still MAC'd under the legacy key is migrated first (once)."""
         _check_fields(run_id, config_sha256, policy_sha256, epsilon, model_sha256, outcome)
+        if budget is not None:
+            _check_budget(budget)
         with self._locked():
+            if self._key is not None:
+                self._migrate_locked()
             state = self.verify()
             if not state.ok:
                 raise RunLedgerError(
@@ -412,14 +630,13 @@ class RunLedger:
                 "model_sha256": model_sha256,
                 "outcome": outcome,
             }
+            if budget is not None:
+                record["budget"] = {k: dict(v) for k, v in sorted(budget.items())}
             record["hash"] = _hash(record)
-            head: dict[str, Any] = {"count": record["seq"], "head": record["hash"]}
             if self._key is not None:
-                kid, key = self._key
+                kid, key = self._key[0], self._key[1]
                 record["mac"] = _mac(key, canonical_json(_body(record)))
                 record["mac_key"] = kid
-                head["mac"] = _mac(key, self._head_payload(head["count"], head["head"]))
-                head["mac_key"] = kid
             line = canonical_json(record) + b"\n"
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
@@ -427,8 +644,88 @@ class RunLedger:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            atomic_write_text(self.head_path, json.dumps(head, sort_keys=True) + "\n")
+            head = self._head() or {}
+            self._write_head(record["seq"], record["hash"], head.get("migrated"))
         return record
+
+    def budget_anchor(self, node: str, ledger_path: str | Path) -> tuple[int, dict] | None:
+        """The last (record number, anchor) the run ledger holds for ``node``'s budget ledger
+        at ``ledger_path``, or None."""
+        ledger_id = _ledger_id(ledger_path)
+        found = None
+        for rec in self.records():
+            anchor = (rec.get("budget") or {}).get(node)
+            if isinstance(anchor, dict) and anchor.get("ledger_id") == ledger_id:
+                found = (int(rec["seq"]), anchor)
+        return found
+
+
+def _ledger_id(path: str | Path) -> str:
+    """Which budget ledger an anchor is about: the SHA-256 of its resolved path."""
+    return hashlib.sha256(str(Path(path).expanduser().resolve()).encode("utf-8")).hexdigest()
+
+
+def budget_anchors(ledgers: Mapping[str, tuple[str | Path, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Anchors for a record's ``budget`` field from ``{node: (ledger path, snapshot)}``."""
+    return {
+        node: {"ledger_id": _ledger_id(path), **budget_anchor(snapshot)}
+        for node, (path, snapshot) in ledgers.items()
+    }
+
+
+def _check_budget(budget: Mapping[str, Mapping[str, Any]]) -> None:
+    for node, anchor in budget.items():
+        ok = (
+            isinstance(node, str)
+            and _NAME.match(node)
+            and isinstance(anchor, Mapping)
+            and all(
+                isinstance(anchor.get(k), str) and _HEX64.match(anchor[k])
+                for k in ("ledger_id", "runs_sha256")
+            )
+            and isinstance(anchor.get("runs"), int)
+            and not isinstance(anchor.get("runs"), bool)
+            and anchor["runs"] >= 0
+            and isinstance(anchor.get("lifetime_spent"), int | float)
+            and not isinstance(anchor.get("lifetime_spent"), bool)
+            and math.isfinite(anchor["lifetime_spent"])
+            and anchor["lifetime_spent"] >= 0
+        )
+        if not ok:
+            raise RunLedgerError(
+                "run ledger: budget anchors need a node name, ledger_id, runs_sha256, a "
+                "non-negative runs count and a finite non-negative lifetime_spent "
+                "(rule: run ledger record)"
+            )
+
+
+def check_budget_continuity(book: RunLedger, ledger: BudgetLedger) -> None:
+    """Refuse (LedgerError, one line) when ``ledger`` was deleted or rewound since the run
+    ledger last recorded it: less lifetime spend or fewer runs than anchored there."""
+    found = book.budget_anchor(ledger.node, ledger.path)
+    if found is None:
+        return
+    seq, anchor = found
+    where = f"{ledger.path}: node '{ledger.node}'"
+    if not ledger.exists():
+        raise LedgerError(
+            f"{where}: the budget ledger is missing, but run-ledger record {seq} anchored "
+            "spend for it: deleted (rule: ledger continuity)"
+        )
+    now = budget_anchor(ledger.snapshot())
+    if (
+        now["lifetime_spent"] < float(anchor["lifetime_spent"]) - 1e-9
+        or now["runs"] < int(anchor["runs"])
+        or (
+            now["runs"] == int(anchor["runs"])
+            and now["runs_sha256"] != anchor["runs_sha256"]
+            and now["lifetime_spent"] <= float(anchor["lifetime_spent"]) + 1e-9
+        )
+    ):
+        raise LedgerError(
+            f"{where}: the budget ledger holds less spend or fewer runs than run-ledger record "
+            f"{seq} anchored: rewound or edited (rule: ledger continuity)"
+        )
 
 
 def append_run(
@@ -441,10 +738,14 @@ def append_run(
     model_path: str | Path | None,
     outcome: str,
     key: tuple[str, bytes] | None = None,
+    budget_ledgers: Mapping[str, tuple[str | Path, Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Append one run to the ledger at ``path``: the config enters only as the SHA-256 of its
-    canonical JSON, the model as the SHA-256 of its file (None when there is none)."""
+    canonical JSON, the model as the SHA-256 of its file (None when there is none).
+    ``budget_ledgers`` (``{node: (ledger path, snapshot)}``) anchors each node's budget ledger
+    in the record, so a later deletion or rewind is detected."""
     return RunLedger(path, key).append(
+        budget=budget_anchors(budget_ledgers) if budget_ledgers else None,
         run_id=run_id,
         config_sha256=hashlib.sha256(canonical_json(config)).hexdigest(),
         policy_sha256=policy_sha256,

@@ -142,11 +142,70 @@ def test_truncation_is_named(book):
     assert "record 3: missing" in state.message and "truncated" in state.message
 
 
-def test_torn_last_line_is_named(book):
+def test_torn_last_line_is_named_and_repaired_with_a_backup(book):
     raw = book.path.read_bytes()
-    book.path.write_bytes(raw[:-20])
+    third = book.records()[2]["hash"]
+    book.path.write_bytes(raw[:-20])  # the append of record 4 died mid-line: head still at 3
+    book.head_path.write_text(json.dumps({"count": 3, "head": third}))
     state = book.verify()
-    assert not state.ok and state.first_bad == 4 and "not a valid JSON line" in state.message
+    assert not state.ok and state.first_bad == 4
+    assert "record 4 is a torn last line" in state.message
+    assert "confide ledger repair" in state.message
+    with pytest.raises(RunLedgerError, match="torn last line"):
+        add(book, 5)  # every later run is blocked until the repair
+    entry = book.repair()
+    cut = raw.rfind(b"\n", 0, len(raw) - 1) + 1
+    assert entry["kind"] == "partial last line" and entry["kept_records"] == 3
+    assert entry["removed_bytes"] == len(raw) - 20 - cut
+    backup = book.path.with_name(entry["backup"])
+    assert backup.read_bytes() == raw[cut:-20]  # the removed bytes, kept
+    assert entry["removed_sha256"] == hashlib.sha256(raw[cut:-20]).hexdigest()
+    log = book.path.with_name(book.path.name + ".repairs").read_text(encoding="utf-8")
+    assert [json.loads(row) for row in log.splitlines()] == [entry]
+    assert book.path.read_bytes() == raw[:cut]
+    assert book.verify().ok
+    assert add(book, 5)["seq"] == 4  # appends work again
+
+
+def test_append_killed_before_the_head_update_is_repaired(book):
+    head = book.head_path.read_bytes()
+    before = book.path.read_bytes()
+    add(book, 5)
+    book.head_path.write_bytes(head)  # the head update never happened
+    state = book.verify()
+    assert not state.ok and state.first_bad == 5 and "confide ledger repair" in state.message
+    entry = book.repair()
+    assert entry["kind"] == "last record not in the head" and entry["kept_records"] == 4
+    assert book.path.read_bytes() == before and book.verify().ok
+    assert json.loads(book.path.with_name(entry["backup"]).read_bytes())["run_id"] == "run-5"
+
+
+@pytest.mark.parametrize("damage", ["edited middle record", "truncated", "intact"])
+def test_repair_refuses_anything_but_a_torn_last_line(book, damage):
+    rows = lines(book)
+    if damage == "edited middle record":
+        rows[1] = rows[1].replace("run-2", "run-X")
+        write(book, rows)
+    elif damage == "truncated":
+        write(book, rows[:2])
+    before = book.path.read_bytes()
+    with pytest.raises(RunLedgerError, match="rule: run ledger repair") as err:
+        book.repair()
+    expected = "nothing to repair" if damage == "intact" else "not a torn last line"
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert book.path.read_bytes() == before
+    assert not list(book.path.parent.glob("*.bak"))
+
+
+def test_partial_last_line_over_a_broken_ledger_is_not_repaired(book):
+    book.head_path.write_text(json.dumps({"count": 3, "head": book.records()[2]["hash"]}))
+    rows = lines(book)
+    rows[1] = rows[1].replace("run-2", "run-X")
+    book.path.write_bytes("".join(r + "\n" for r in rows).encode()[:-20])
+    before = book.path.read_bytes()
+    with pytest.raises(RunLedgerError, match="still fails"):
+        book.repair()
+    assert book.path.read_bytes() == before
 
 
 def test_forged_appended_record_is_named(book):
@@ -270,3 +329,143 @@ def test_concurrent_appends_keep_the_chain(tmp_path):
         p.join(30)
     state = RunLedger(Path(path)).verify()
     assert state.ok and state.count == 9
+
+
+# ---------------------------------------------------------------- the MAC key's own purpose
+
+
+def test_mac_key_is_no_policy_subkey(tmp_path):
+    from confide.privacy.keys import PURPOSES, Keyring
+
+    new_keyring_file(tmp_path / "k.json")
+    kid, key = load_ledger_key(tmp_path / "k.json")
+    keyring = Keyring.from_file(tmp_path / "k.json")
+    assert kid == keyring.active and len(key) == 32
+    for purpose in PURPOSES:  # what a policy with dataset confide-run-ledger could derive
+        assert keyring.subkey(purpose, "confide-run-ledger", "record-mac")[:32] != key
+    assert "key=" not in repr(load_ledger_key(tmp_path / "k.json"))
+
+
+def _legacy_ledger(tmp_path, n=2):
+    """A ledger exactly as the pseudonym-subkey MAC wrote it (records + head)."""
+    import hmac as _hmac
+
+    from confide.privacy.keys import Keyring
+
+    new_keyring_file(tmp_path / "k.json")
+    keyring = Keyring.from_file(tmp_path / "k.json")
+    legacy = keyring.subkey("pseudonym", "confide-run-ledger", "record-mac")
+    book = RunLedger(tmp_path / "l.jsonl")
+    for i in range(1, n + 1):
+        add(book, i)
+    rows = []
+    for row in lines(book):
+        rec = json.loads(row)
+        body = {k: v for k, v in rec.items() if k not in ("hash", "mac", "mac_key")}
+        rec["mac"] = _hmac.new(legacy, canonical_json(body), hashlib.sha256).hexdigest()
+        rec["mac_key"] = keyring.active
+        rows.append(json.dumps(rec))
+    write(book, rows)
+    head = json.loads(book.head_path.read_text())
+    payload = canonical_json({**head, "ledger": "confide-run-ledger/v1"})
+    head["mac"] = _hmac.new(legacy, payload, hashlib.sha256).hexdigest()
+    head["mac_key"] = keyring.active
+    book.head_path.write_text(json.dumps(head))
+    return book.path, legacy
+
+
+def test_legacy_ledger_is_migrated_exactly_once(tmp_path):
+    path, legacy = _legacy_ledger(tmp_path)
+    key = load_ledger_key(tmp_path / "k.json")
+    book = RunLedger(path, key)
+    state = book.verify()
+    assert state.ok and state.legacy_mac and "legacy" in state.message
+    migrated = book.migrate_key()
+    assert migrated["records"] == 2 and migrated["from"] == "pseudonym-subkey"
+    head = json.loads(book.head_path.read_text())
+    assert head["mac_scheme"] == "confide-run-ledger-mac/v2" and head["migrated"] == migrated
+    state = book.verify()
+    assert state.ok and not state.legacy_mac and state.macs_checked
+    assert book.migrate_key() is None  # once
+    add(book, 3)
+    assert json.loads(book.head_path.read_text())["migrated"] == migrated  # kept in the head
+    assert book.verify().ok
+    # after the migration a record MAC'd under the legacy key no longer verifies
+    rows = lines(book)
+    rec = json.loads(rows[0])
+    import hmac as _hmac
+
+    body = {k: v for k, v in rec.items() if k not in ("hash", "mac", "mac_key")}
+    rec["mac"] = _hmac.new(legacy, canonical_json(body), hashlib.sha256).hexdigest()
+    rows[0] = json.dumps(rec)
+    write(book, rows)
+    state = book.verify()
+    assert not state.ok and state.first_bad == 1 and "HMAC does not verify" in state.message
+
+
+def test_append_migrates_a_legacy_ledger_first(tmp_path):
+    path, _ = _legacy_ledger(tmp_path)
+    book = RunLedger(path, load_ledger_key(tmp_path / "k.json"))
+    add(book, 3)
+    head = json.loads(book.head_path.read_text())
+    assert head["migrated"]["records"] == 2 and head["count"] == 3
+    assert book.verify().ok and not book.verify().legacy_mac
+
+
+def test_tampered_legacy_ledger_is_not_migrated(tmp_path):
+    path, _ = _legacy_ledger(tmp_path)
+    book = RunLedger(path, load_ledger_key(tmp_path / "k.json"))
+    rows = lines(book)
+    rows[0] = json.dumps(rehash({**json.loads(rows[0]), "outcome": "stopped"}))
+    write(book, rows)
+    before = (path.read_bytes(), book.head_path.read_bytes())
+    with pytest.raises(RunLedgerError, match="refusing to migrate"):
+        book.migrate_key()
+    assert (path.read_bytes(), book.head_path.read_bytes()) == before
+
+
+# ---------------------------------------------------------------- budget ledgers anchored
+
+
+def test_deleted_or_rewound_budget_ledger_is_detected(tmp_path):
+    from confide.privacy.budget_ledger import BudgetLedger, LedgerError
+    from confide.privacy.run_ledger import check_budget_continuity
+
+    node = BudgetLedger(tmp_path / "node" / "ledger.json", "retailer", 10.0)
+    node.reserve("run-1", 3.0, 1e-5)
+    first = node.path.read_bytes()
+    node.reserve("run-2", 2.0, 1e-5)
+    node.record("run-2", 1.5, steps=10)
+    run_ledger = tmp_path / "run-ledger.jsonl"
+    rec = append_run(
+        run_ledger,
+        run_id="run-2",
+        config={"a": 1},
+        policy_sha256={"retailer": H},
+        epsilon={"retailer": 1.5},
+        model_path=None,
+        outcome="completed",
+        budget_ledgers={"retailer": (node.path, node.snapshot())},
+    )
+    assert rec["budget"]["retailer"]["lifetime_spent"] == 5.0
+    assert rec["budget"]["retailer"]["runs"] == 2
+    book = RunLedger(run_ledger)
+    assert book.verify().ok
+    check_budget_continuity(book, node)  # control: unchanged
+    node.reserve("run-3", 1.0, 1e-5)
+    check_budget_continuity(book, node)  # control: more spend is fine
+    other = BudgetLedger(tmp_path / "elsewhere.json", "retailer", 10.0)
+    check_budget_continuity(book, other)  # control: a ledger the run ledger never saw
+
+    node.path.write_bytes(first)  # rewound to an older copy
+    with pytest.raises(LedgerError, match=r"record 1 anchored: rewound.*ledger continuity"):
+        check_budget_continuity(book, node)
+    emptied = json.loads(first)
+    emptied.update(runs=[], lifetime_spent=0.0)  # emptied, and consistent with itself
+    node.path.write_text(json.dumps(emptied))
+    assert node.spent() == 0.0
+    with pytest.raises(LedgerError, match="rewound"):
+        check_budget_continuity(book, node)
+    node.path.unlink()  # deleted
+    with pytest.raises(LedgerError, match=r"missing.*deleted \(rule: ledger continuity\)"):
+        check_budget_continuity(book, node)
