@@ -48,7 +48,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,7 @@ __all__ = [
     "budget_anchors",
     "canonical_json",
     "check_budget_continuity",
+    "check_node_budgets",
     "file_sha256",
     "load_ledger_key",
     "run_epsilon_from_snapshots",
@@ -753,3 +754,18 @@ def append_run(
         model_sha256=file_sha256(model_path) if model_path is not None else None,
         outcome=outcome,
     )
+
+
+def check_node_budgets(
+    run_ledger: str | Path,
+    nodes: Iterable[tuple[str, str | Path]],
+    key: tuple[str, bytes] | None = None,
+) -> None:
+    """Preflight: every ``(node, budget ledger path)`` against the run ledger's last anchor of
+    that ledger (:func:`check_budget_continuity`); nothing to check without a run ledger."""
+    path = Path(run_ledger)
+    if not path.exists():
+        return
+    book = RunLedger(path, key)
+    for node, ledger_path in nodes:
+        check_budget_continuity(book, BudgetLedger(ledger_path, node, 0.0))
