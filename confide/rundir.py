@@ -198,5 +198,10 @@ def finalise_run(
         model_path=model if model.is_file() else None,
         outcome=str(outcome["status"]),
         key=ledger_key if ledger_key is not None else load_ledger_key(),
+        budget_ledgers={  # anchors each node's budget ledger: deletion or rewind shows later
+            spec.name: (spec.default_ledger(), ledgers[spec.name])
+            for spec in job.nodes
+            if ledgers and spec.name in ledgers and (spec.ledger or spec.data) is not None
+        },
     )
     return metrics
