@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -109,3 +110,27 @@ def test_a_legitimate_model_file_scores(tmp_path, node_and_task):
     assert len(scores) == 300 and proc.stdout.strip() == f"scored 300 rows -> {out}"
     prob = scores[f"{parse_job(to_container(compose_config())).task.name}_probability"]
     assert prob.notna().all() and prob.between(0, 1).all()
+
+
+def test_non_finite_probabilities_are_refused_and_nothing_is_written(
+    tmp_path, node_and_task, monkeypatch
+):
+    """Defence in depth behind the weight check: a non-finite score is never written."""
+    from confide.clients import scoring
+    from confide.modeling.factory import build_model, parse_model_spec
+    from confide.modeling.model_io import save_model
+
+    node, task, dim = node_and_task
+    spec = parse_model_spec("logreg", {})
+    save_model(tmp_path / "model.pt", build_model("logreg", {}, dim), task, spec)
+    out = tmp_path / "scores.csv"
+    assert scoring.score_file(tmp_path, node.data, node.policy, out, node.keys) == 300  # control
+    out.unlink()
+    monkeypatch.setattr(scoring, "predict_proba", lambda model, x: np.full(len(x), np.nan))
+    with pytest.raises(scoring.ScoringError) as err:
+        scoring.score_file(tmp_path, node.data, node.policy, out, node.keys)
+    assert str(err.value) == (
+        f"{tmp_path / 'model.pt'}: the model gives a non-finite probability for 300 rows of "
+        f"{node.data} (rule: finite scores)"
+    )
+    assert not out.exists()
