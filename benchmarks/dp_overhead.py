@@ -23,15 +23,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from confide.benchmarks.common import base_config, load_nodes, median, timed
 from confide.job import parse_job
-from confide.modeling.dp_training import (
-    RDP_ALPHAS,
-    DPSettings,
-    _make_loader,
-    calibrate,
-    epsilon_for_history,
-    train_local,
-)
+from confide.modeling.dp_accounting import RDP_ALPHAS, DPSettings, calibrate, epsilon_for_history
 from confide.modeling.factory import build_model
+from confide.modeling.local_training import _make_loader, train_local
 
 __all__ = ["MODELS", "MODES", "TARGET_RATIO", "run"]
 
@@ -53,7 +47,7 @@ _PHASES = (
     ("zero_grad", ("opacus/optimizers/", "zero_grad")),
     ("zero_grad", ("torch/optim/optimizer.py", "zero_grad")),
     ("make_private (per round)", ("opacus/privacy_engine.py", "make_private")),
-    ("budget check (accountant)", ("modeling/dp_training.py", "epsilon_for_history")),
+    ("budget check (accountant)", ("modeling/dp_accounting.py", "epsilon_for_history")),
 )
 
 
@@ -77,7 +71,7 @@ def profile_epoch(model_cfg: dict[str, Any], nodes, train, dp: DPSettings, state
     x, y = nodes[0].x_train, nodes[0].y_train
     prof = cProfile.Profile()
     for epoch in range(epochs):
-        model = build_model(model_cfg["net"], x.shape[1], seed=0)
+        model = build_model(model_cfg["name"], model_cfg["net"], x.shape[1], seed=0)
         prof.enable()
         train_local(model, x, y, train, dp, state, seed=100 + epoch)
         prof.disable()
@@ -162,7 +156,7 @@ def run(quick: bool) -> dict[str, Any]:
             times: dict[str, list[float]] = {m: [] for m in settings}
             for rep in range(repeats + 1):  # the first repetition warms up and is dropped
                 for mode, dp in settings.items():
-                    model = build_model(model_cfg["net"], x.shape[1], seed=0)
+                    model = build_model(model_cfg["name"], model_cfg["net"], x.shape[1], seed=0)
                     seconds, _ = timed(
                         partial(train_local, model, x, y, train, dp, states[mode], seed=rep)
                     )

@@ -61,8 +61,9 @@ def _child(n_rows: int) -> dict[str, Any]:
 
     from confide.benchmarks.common import base_config
     from confide.job import parse_job
-    from confide.modeling.dp_training import calibrate, epsilon_for_history, train_local
+    from confide.modeling.dp_accounting import calibrate, epsilon_for_history
     from confide.modeling.factory import build_model
+    from confide.modeling.local_training import train_local
 
     torch.set_num_threads(1)
     job = parse_job(base_config())
@@ -74,9 +75,17 @@ def _child(n_rows: int) -> dict[str, Any]:
     state = calibrate(job.dp, len(y), train, job.rounds)
     epsilon_for_history([(state.noise_multiplier, state.sample_rate, 1)], 1e-5, "rdp")
     warm = calibrate(job.dp, 2000, train, job.rounds)  # warm Opacus up on a small slice
-    train_local(build_model(job.model_net, x.shape[1]), x[:2000], y[:2000], train, job.dp, warm, 0)
+    train_local(
+        build_model(job.model_name, job.model_net.params, x.shape[1]),
+        x[:2000],
+        y[:2000],
+        train,
+        job.dp,
+        warm,
+        0,
+    )
     rss_before = _rss_mib()
-    model = build_model(job.model_net, x.shape[1], seed=0)
+    model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=0)
     peak, done = [rss_before], threading.Event()
 
     def poll() -> None:  # resident memory during the DP epoch, every 5 ms
@@ -92,7 +101,7 @@ def _child(n_rows: int) -> dict[str, Any]:
     done.set()
     watcher.join()
     peak_process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model = build_model(job.model_net, x.shape[1], seed=0)
+    model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=0)
     plain_s = time.perf_counter()
     train_local(model, x, y, train, replace(job.dp, enabled=False), None, seed=1)
     plain_s = time.perf_counter() - plain_s

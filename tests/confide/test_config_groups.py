@@ -24,7 +24,7 @@ def options(group: str) -> list[str]:
 def test_each_option_composes_and_validates(group, option):
     job = parse_job(to_container(compose_config([f"{group}={option}"])))
     assert job.nodes and job.task.input_dim > 0
-    model = build_model(job.model_net, job.task.input_dim)
+    model = build_model(job.model_name, job.model_net.params, job.task.input_dim)
     assert sum(p.numel() for p in model.parameters()) > job.task.input_dim
     strategy = build_strategy(job.config["strategy"]["algorithm"])
     assert type(strategy).__name__.lower() == job.strategy_name
