@@ -41,8 +41,7 @@ def audit_command(
     out: Path | None = typer.Option(None, "--out", help="Write the review to this file."),
 ) -> None:
     """Review a job before it runs: fields, tiers, transforms, DP, transport; exit 1 on ERROR."""
-    from confide.audit import audit
-    from confide.audit_report import render
+    from confide.audit import audit, render
     from confide.core.files import atomic_write_text
 
     report = audit(overrides or [], config_dir or [])

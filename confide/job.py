@@ -25,6 +25,7 @@ __all__ = [
     "check_name",
     "check_run_ledger",
     "parse_job",
+    "parse_node",
     "preflight_config",
     "resolve_path",
     "run_ledger_file",
@@ -173,6 +174,11 @@ def _parse_node(raw: Any, index: int) -> NodeSpec:
         part=part,
     )
 
+
+
+def parse_node(raw: Any, index: int) -> NodeSpec:
+    """Entry ``index`` of ``federation.nodes``, validated as a run validates it (JobError)."""
+    return _parse_node(raw, index)
 
 def _partitioned_nodes(federation: Mapping[str, Any]) -> tuple[NodeSpec, ...]:
     """Placeholder nodes of a ``source`` + ``partition`` federation; their data is written

@@ -7,11 +7,13 @@ findings table; JSON carries every finding.
 
 from __future__ import annotations
 
-import html
 import json
 
-from confide.audit import AuditReport, NodeView
-from confide.modeling.errors import ConfideError
+from confide.core.errors import ConfideError
+from confide.reports.html_page import Section, bullets, page, paragraph, table
+
+from .facts import NodeView
+from .review import AuditReport
 
 __all__ = ["FORMATS", "AuditFormatError", "render", "render_html", "render_json", "render_markdown"]
 
@@ -158,97 +160,72 @@ def render_json(report: AuditReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;
-color:#1d2330;line-height:1.45;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d6dae3}
-table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.5rem 0}
-th,td{border:1px solid #d6dae3;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f2f4f8}code{font-size:.85em}.verdict{padding:.6rem 1rem;border-radius:6px;
-font-weight:600}.PASS{background:#e3f4e8;color:#14532d}.FAIL{background:#fde8e8;color:#7f1d1d}
-.ERROR{color:#b91c1c;font-weight:600}.WARN{color:#a16207;font-weight:600}.INFO{color:#475569}
-"""
-
-
-def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = classes[i] if classes else ""
-        cells = "".join(
-            f"<td class='{cls}'>{html.escape(str(c))}</td>"
-            if j == 0 and cls
-            else f"<td>{html.escape(str(c))}</td>"
-            for j, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+_SEVERITY_CLASS = {"ERROR": "bad", "WARN": "warn", "INFO": ""}
 
 
 def render_html(report: AuditReport) -> str:
-    """The review as one self-contained HTML page."""
-    e = html.escape
-    word = "FAIL" if report.exit_code else "PASS"
-    parts = [
-        f"<h1>Compliance review: federation <code>{e(report.federation)}</code>, task "
-        f"<code>{e(report.task)}</code></h1>",
-        f"<p class='verdict {word}'>{e(_verdict(report))}</p>",
-        "<ul>"
-        f"<li>command: <code>{e(_command(report))}</code></li>"
-        f"<li>config sha256: <code>{e(report.config_sha256)}</code></li>"
-        f"<li>model <code>{e(report.model)}</code>, strategy <code>{e(report.strategy)}"
-        f"</code>, {e(str(report.rounds))} rounds</li></ul>",
-        "<h2>Guarantees</h2>",
-        _table(
-            ["", ""],
-            [
-                ["sample-level DP", report.sample_dp["summary"]],
-                ["client-level DP", report.client_dp],
-                ["secure aggregation", report.secure_aggregation],
-                ["transport", report.transport],
-            ],
+    """The review as one self-contained HTML page (the reports' page builder: inline CSS,
+    nothing loaded from the network)."""
+    verdict = paragraph(_verdict(report), "bad" if report.exit_code else "good")
+    job = [
+        ("command", _command(report)),
+        ("config sha256", report.config_sha256),
+        ("model", report.model),
+        ("strategy", report.strategy),
+        ("rounds", str(report.rounds)),
+    ]
+    sections = [
+        Section("verdict", "Verdict", verdict + table(["", ""], job, text_columns=(0, 1))),
+        Section(
+            "guarantees",
+            "Guarantees",
+            table(
+                ["", ""],
+                [
+                    ("sample-level DP", report.sample_dp["summary"]),
+                    ("client-level DP", report.client_dp),
+                    ("secure aggregation", report.secure_aggregation),
+                    ("transport", report.transport),
+                ],
+                text_columns=(0, 1),
+            ),
         ),
-        "<h2>What leaves each node</h2><ul>"
-        + "".join(f"<li>{e(m)}</li>" for m in report.messages)
-        + "</ul>",
-        "<h2>Where outputs are kept</h2><ul>"
-        + "".join(f"<li>{e(m)}</li>" for m in report.outputs)
-        + "</ul>",
-        "<h2>Findings</h2>",
+        Section("messages", "What leaves each node", bullets(report.messages)),
+        Section("outputs", "Where outputs are kept", bullets(report.outputs)),
     ]
     shown = _shown(report)
-    if shown:
-        parts.append(
-            _table(
-                ["severity", "rule", "node", "field", "finding"],
-                [[f.severity, f.rule_id, f.node, f.field or "", f.message] for f in shown],
-                [f.severity for f in shown],
-            )
+    findings = (
+        table(
+            ["severity", "rule", "node", "field", "finding"],
+            [(f.severity, f.rule_id, f.node, f.field or "", f.message) for f in shown],
+            text_columns=(0, 1, 2, 3, 4),
+            row_classes=[_SEVERITY_CLASS[f.severity] for f in shown],
         )
-    else:
-        parts.append("<p>No errors or warnings.</p>")
+        if shown
+        else paragraph("No errors or warnings.", "good")
+    )
+    sections.append(Section("findings", "Findings", findings))
     for node in report.nodes:
         errors = report.node_errors(node.name)
         verdict = f"REFUSES this job ({', '.join(errors)})" if errors else "accepts this job"
-        parts.append(
-            f"<h2>Node <code>{e(node.name)}</code></h2><ul>"
-            + "".join(f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in _node_facts(node, report))
-            + f"<li><b>verdict</b>: {e(verdict)}</li></ul>"
-        )
+        facts = [*_node_facts(node, report), ("verdict", verdict)]
+        body = table(["", ""], facts, text_columns=(0, 1))
         if node.columns:
-            parts.append(
-                _table(
-                    ["column", "tier", "role", "transform", "task use", "leaves the node"],
-                    [
-                        [c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves]
-                        for c in node.columns
-                    ],
-                )
+            body += table(
+                ["column", "tier", "role", "transform", "task use", "leaves the node"],
+                [
+                    (c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves)
+                    for c in node.columns
+                ],
+                text_columns=(0, 1, 2, 3, 4, 5),
             )
-    title = e(f"Confide compliance review - {report.federation}")
-    return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+        sections.append(Section(f"node-{node.name}", f"Node {node.name}", body))
+    return page(
+        f"Compliance review: federation {report.federation}, task {report.task}",
+        _verdict(report),
+        sections,
+        "Generated by `confide audit` from the composed config, each node's policy, data header "
+        "and budget ledger; no data value is read.",
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-__all__ = ["Section", "figure", "keyfigures", "page", "paragraph", "side", "table"]
+__all__ = ["Section", "bullets", "figure", "keyfigures", "page", "paragraph", "side", "table"]
 
 _CSS = """
 :root { --ink: #1d2330; --muted: #5b6474; --line: #d9dee7; --accent: #1f5fbf;
@@ -45,6 +45,7 @@ td.text, th.text { text-align: left; }
 .card .v { font-size: 24px; font-weight: bold; }
 .card .k { color: var(--muted); font-size: 13px; }
 .bad { color: var(--warn); font-weight: bold; }
+.warn { color: #a16207; font-weight: bold; }
 .good { color: var(--ok); font-weight: bold; }
 code { background: #eef1f6; padding: 1px 4px; border-radius: 3px; font-size: 13px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 0 30px; }
@@ -77,22 +78,34 @@ def figure(png: bytes, alt: str, caption: str, wide: bool = False) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], text_columns: Sequence[int] = (0,)
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    text_columns: Sequence[int] = (0,),
+    row_classes: Sequence[str] | None = None,
 ) -> str:
-    """An HTML table; cells are escaped, columns in ``text_columns`` are left-aligned."""
+    """An HTML table; cells are escaped, columns in ``text_columns`` are left-aligned, and a
+    row's class in ``row_classes`` (e.g. ``bad``) marks its first cell."""
 
-    def cell(tag: str, i: int, value: object) -> str:
-        cls = ' class="text"' if i in text_columns else ""
+    def cell(tag: str, i: int, value: object, mark: str = "") -> str:
+        names = [n for n in ("text" if i in text_columns else "", mark if i == 0 else "") if n]
+        cls = f' class="{" ".join(names)}"' if names else ""
         return f"<{tag}{cls}>{escape(str(value))}</{tag}>"
 
+    marks = list(row_classes) if row_classes is not None else [""] * len(rows)
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     body = "".join(
-        "<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows
+        "<tr>" + "".join(cell("td", i, v, mark) for i, v in enumerate(row)) + "</tr>"
+        for row, mark in zip(rows, marks, strict=True)
     )
     return (
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
+
+
+def bullets(items: Sequence[str]) -> str:
+    """A bulleted list of escaped text."""
+    return "<ul>" + "".join(f"<li>{escape(item)}</li>" for item in items) + "</ul>"
 
 
 def side(inner: str) -> str:

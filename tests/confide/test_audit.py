@@ -9,8 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from confide import conf
-from confide.audit import audit, audit_config
-from confide.audit_report import render
+from confide.audit import audit, audit_config, render
 from confide.cli import app
 from confide.config import compose_config, to_container
 from confide.privacy.registry import rules_for
