@@ -39,6 +39,7 @@ from confide.privacy import (  # noqa: E402
     pseudonymize_series,
 )
 from confide.privacy.geo_cn import _CITIES, PROVINCES  # noqa: E402
+from confide.privacy.validators import luhn_check_digits, national_id_check_chars  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WRITER_MIB = 16
@@ -97,13 +98,10 @@ def generate(n_rows: int, seed: int = 7) -> pd.DataFrame:
         _rows_to_str(_digits(rng, n_cust, 3)),
     )
     d = np.frombuffer("".join(body).encode(), dtype=np.uint8).reshape(n_cust, 17) - 48
-    w = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
-    nid = np.char.add(body, np.array(list("10X98765432"))[(d * w).sum(1) % 11])
+    nid = np.char.add(body, national_id_check_chars(d))
     # bank cards: 6222 + 11 digits + Luhn check digit
     cb = np.concatenate([np.tile([6, 2, 2, 2], (n_cust, 1)), _digits(rng, n_cust, 11)], axis=1)
-    dbl = cb[:, ::-1][:, ::2] * 2
-    total = (dbl - 9 * (dbl > 9)).sum(1) + cb[:, ::-1][:, 1::2].sum(1)
-    card = np.char.add(_rows_to_str(cb), ((10 - total % 10) % 10).astype(str))
+    card = np.char.add(_rows_to_str(cb), luhn_check_digits(cb).astype(str))
     mobile = np.char.add(
         rng.choice(np.array(["138", "139", "150", "186", "177"]), n_cust),
         _rows_to_str(_digits(rng, n_cust, 8)),

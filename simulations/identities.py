@@ -141,20 +141,21 @@ _PROV_CITY_START = np.searchsorted(_PROV_OF_CITY, np.arange(len(PROVINCES)))
 _PROV_CITY_COUNT = np.bincount(_PROV_OF_CITY, minlength=len(PROVINCES))
 
 
-def _province_index(provinces: ArrayLike) -> NDArray[np.int64]:
-    codes = pd.Index(PROVINCES).get_indexer(np.asarray(provinces))
+def _index(values: ArrayLike, table: ArrayLike, what: str, hint: str = "") -> NDArray[np.int64]:
+    """Position of each value in ``table``; ValueError naming up to three unknown values."""
+    codes = pd.Index(table).get_indexer(np.asarray(values))
     if (codes < 0).any():
-        bad = sorted(set(np.asarray(provinces)[codes < 0].tolist()))[:3]
-        raise ValueError(f"unknown province(s) {bad}; expected one of {list(PROVINCES)}")
+        bad = sorted(set(np.asarray(values)[codes < 0].tolist()))[:3]
+        raise ValueError(f"unknown {what} {bad}{hint}")
     return codes.astype(np.int64)
+
+
+def _province_index(provinces: ArrayLike) -> NDArray[np.int64]:
+    return _index(provinces, PROVINCES, "province(s)", f"; expected one of {list(PROVINCES)}")
 
 
 def _city_index(cities: ArrayLike) -> NDArray[np.int64]:
-    codes = pd.Index(_CITY_NAMES).get_indexer(np.asarray(cities))
-    if (codes < 0).any():
-        bad = sorted(set(np.asarray(cities)[codes < 0].tolist()))[:3]
-        raise ValueError(f"unknown city/cities {bad}")
-    return codes.astype(np.int64)
+    return _index(cities, _CITY_NAMES, "city/cities")
 
 
 def sample_cities(
