@@ -12,13 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from confide.clients.checked_nodes import load_checked_nodes
 from confide.clients.node_data import NodeData
 from confide.config import compose_config, to_container
 from confide.core.files import atomic_write_text
 from confide.job import Job
 from confide.simulations.federation import materialize_synthetic_nodes
 from confide.simulations.node_profiles import PROFILES
-from confide.simulations.simulate import preflight
 
 __all__ = [
     "RESULTS_DIR",
@@ -114,7 +114,7 @@ def federation_nodes(n_nodes: int, rows_per_node: int) -> list[dict[str, Any]]:
 def load_nodes(job: Job, nodes_root: Path) -> tuple[Job, list[NodeData]]:
     """Generate the job's synthetic nodes under ``nodes_root`` and encode them as a run does."""
     job = materialize_synthetic_nodes(job, nodes_root)
-    return job, preflight(job)
+    return job, load_checked_nodes(job)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

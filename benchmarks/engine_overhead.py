@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from confide.benchmarks.common import base_config, federation_nodes, load_nodes, median
-from confide.benchmarks.plain_fedavg import plain_fedavg
 from confide.job import parse_job
-from confide.modeling.dp_training import predict_proba
 from confide.modeling.factory import build_model
 from confide.modeling.metrics import binary_metrics
+from confide.modeling.prediction import predict_proba
 from confide.simulations.baselines import pooled_test
+from confide.simulations.in_process import plain_fedavg
 from confide.simulations.simulate import simulate
 
 __all__ = ["SIZES", "TARGET_RATIO_10", "engine_config", "run", "run_confide", "run_plain"]
@@ -55,7 +55,7 @@ def run_plain(cfg: dict[str, Any], work: Path, run_id: str) -> dict[str, Any]:
     start = time.perf_counter()
     job, nodes = load_nodes(parse_job(cfg), work / "nodes")
     result = plain_fedavg(job, run_id)
-    model = build_model(job.model_net, job.task.input_dim)
+    model = build_model(job.model_name, job.model_net.params, job.task.input_dim)
     model.load_state_dict(result.state_dict)
     x_test, y_test = pooled_test(nodes)
     final = binary_metrics(y_test, predict_proba(model, x_test))

@@ -108,7 +108,7 @@ def _engine(r: dict[str, Any]) -> list[str]:
         "## 2. Engine overhead (Confide on the simulation engine vs a plain in-process loop)",
         "",
         "Same generated data, model, rounds, local epochs and DP; the plain loop "
-        "(`benchmarks/plain_fedavg.py`) calls the same `NodeRuntime.train/evaluate` and averages "
+        "(`simulations/in_process.py`) calls the same `NodeRuntime.train/evaluate` and averages "
         "state dicts like FedAvg, on one thread, node after node; Confide runs its nodes as "
         "Ray workers (`simulation.client_cpus=1`: two at a time on two cores). Steady state = "
         "median of rounds 2..R. Baselines off in both. Target: steady-state round <= "

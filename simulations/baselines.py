@@ -18,9 +18,11 @@ from torch import nn
 
 from confide.clients.node_data import NodeData
 from confide.job import Job
-from confide.modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
+from confide.modeling.dp_accounting import DPSettings, calibrate
 from confide.modeling.factory import build_model
+from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics, score_histograms
+from confide.modeling.prediction import predict_proba
 
 __all__ = ["BaselineResult", "pooled_test", "run_baselines", "train_alone"]
 
@@ -71,7 +73,7 @@ def train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: in
 
 def _train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: int):
     train = replace(job.train, local_epochs=job.rounds * job.train.local_epochs, proximal_mu=0.0)
-    model = build_model(job.model_net, x.shape[1], seed=job.seed)
+    model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=job.seed)
     state = calibrate(dp, len(y), train, rounds=1) if dp.enabled else None
     result = train_local(model, x, y, train, dp, state, seed=seed)
     epsilon = result.state.epsilon(dp.delta, dp.accountant) if result.state else 0.0

@@ -1,16 +1,20 @@
-"""A plain in-process FedAvg loop doing the work of a Confide run, without Flower.
+"""The one in-process FedAvg loop: the work of a Confide run, without Flower.
 
 Each round every node runs :meth:`clients.node_runtime.NodeRuntime.train` on the global weights
 (its policy and budget checks, DP-SGD, ledger), the server averages the returned state dicts
 weighted by training rows (in node-name order, float32, as Flower's FedAvg does), then every node
-runs :meth:`NodeRuntime.evaluate` and the pooled histograms give the round's global metrics. It
-is the yardstick for the simulation engine's overhead and, on tiny data, a check that a Flower run
+runs :meth:`NodeRuntime.evaluate` and the pooled histograms give the round's global metrics.
+
+Used by the membership-inference audit (so it attacks the model the product trains: same
+encoding, policy, DP training code and float32 averaging), and by the benchmarks as the
+yardstick for the simulation engine's overhead; on tiny data a test checks that a Flower run
 computes exactly this.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +22,10 @@ import numpy as np
 import torch
 
 from confide.clients.node_runtime import NodeRuntime
-from confide.clients.proposal import Proposal
 from confide.job import Job
 from confide.modeling.factory import build_model
 from confide.modeling.metrics import metrics_from_histograms
+from confide.wire import Proposal
 
 __all__ = ["PlainRunResult", "plain_fedavg", "weighted_average"]
 
@@ -61,13 +65,19 @@ def _pooled(replies: list[dict[str, Any]]) -> dict[str, float]:
     )
 
 
-def plain_fedavg(job: Job, run_id: str) -> PlainRunResult:
-    """Run ``job.rounds`` rounds of FedAvg over ``job.nodes`` (concrete data paths) in process."""
-    runtimes = sorted(
-        (NodeRuntime(node, job.task, job.model_net, job.test_fraction) for node in job.nodes),
-        key=lambda rt: rt.node.name,
-    )
-    model = build_model(job.model_net, job.task.input_dim, seed=job.seed)
+def plain_fedavg(
+    job: Job,
+    run_id: str,
+    runtimes: Sequence[NodeRuntime] | None = None,
+    evaluate: bool = True,
+) -> PlainRunResult:
+    """Run ``job.rounds`` rounds of FedAvg in process over ``runtimes`` (default: one
+    :class:`NodeRuntime` per node of the job, concrete data paths); ``evaluate=False`` skips
+    the per-round federated evaluation (no global metrics)."""
+    if runtimes is None:
+        runtimes = [NodeRuntime(n, job.task, job.model_net, job.test_fraction) for n in job.nodes]
+    runtimes = sorted(runtimes, key=lambda rt: rt.node.name)
+    model = build_model(job.model_name, job.model_net.params, job.task.input_dim, seed=job.seed)
     global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     dp_states: dict[str, dict[str, Any] | None] = {rt.node.name: None for rt in runtimes}
     result = PlainRunResult(global_state)
@@ -81,8 +91,9 @@ def plain_fedavg(job: Job, run_id: str) -> PlainRunResult:
             result.epsilon[rt.node.name] = outcome.metrics["epsilon"]
             updates.append((outcome.state_dict, outcome.metrics["num-examples"]))
         global_state = weighted_average(updates)
-        replies = [rt.evaluate(global_state, proposal) for rt in runtimes]
-        result.global_metrics.append(_pooled(replies))
+        if evaluate:
+            replies = [rt.evaluate(global_state, proposal) for rt in runtimes]
+            result.global_metrics.append(_pooled(replies))
         result.round_seconds.append(time.perf_counter() - start)
     result.state_dict = global_state
     return result

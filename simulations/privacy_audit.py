@@ -18,9 +18,12 @@ trade-off curve allows. An empirical audit can only find leakage (a lower bound 
 ε); a result far below the bound is expected, because the bound covers the worst-case record
 and the worst-case attacker, the audit the average record and one attack.
 
-Training here is Flower-free: the same data pipeline (policy check, transforms, encoding,
-split), the same per-node DP-SGD (:mod:`modeling.dp_training`, noise calibrated once per run,
-same per-round seeds) and FedAvg's weighted average, in one process.
+Training here is Flower-free but is the product's own training: the one in-process FedAvg
+loop (:mod:`confide.simulations.in_process`) runs every node's :class:`NodeRuntime` (its policy
+check, transforms, encoding and split, DP-SGD with noise calibrated once per run and the same
+per-round seeds, its budget ledger) and averages in float32 as Flower's FedAvg does, so the
+audit attacks the model a run trains. Shadow federations train the same way on other rows, each
+against its own throw-away ledger.
 """
 
 from __future__ import annotations
@@ -36,14 +39,17 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from confide.clients.checked_nodes import load_checked_nodes
 from confide.clients.node_data import NodeData
-from confide.clients.node_runtime import NodeRefusal, NodeRuntime, round_seed
-from confide.clients.proposal import Proposal
+from confide.clients.node_runtime import NodeRuntime
 from confide.job import Job, parse_job
-from confide.modeling.dp_training import DPSettings, calibrate, predict_proba, train_local
+from confide.modeling.dp_accounting import DPSettings
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import build_model
 from confide.modeling.metrics import binary_metrics
+from confide.modeling.prediction import predict_proba
+from confide.simulations.in_process import plain_fedavg
+from confide.wire import Proposal
 
 __all__ = [
     "ATTACKS",
@@ -62,6 +68,7 @@ __all__ = [
 ]
 
 ATTACKS = ("loss", "lira")
+AUDIT_RUN_ID = "privacy-audit"
 TARGET_FPR = 0.01
 
 
@@ -144,60 +151,35 @@ class AuditReport:
 
 
 def load_nodes(job: Job) -> list[NodeData]:
-    """Each node's encoded splits, after its own policy accepted the job (DP, tiers, ε)."""
-    proposal = Proposal("privacy-audit", 0, job.rounds, job.seed, job.dp, job.train)
-    nodes = []
-    for spec in job.nodes:
-        try:
-            data, _ = NodeRuntime(spec, job.task, job.model_net, job.test_fraction).checked_data(
-                proposal
-            )
-        except NodeRefusal as exc:
-            raise ConfideError(str(exc)) from exc
-        nodes.append(data)
-    return nodes
+    """Each node's encoded splits, after its own policy accepted the job (DP, tiers, ε): the
+    one checked-nodes loader (:func:`confide.clients.checked_nodes.load_checked_nodes`)."""
+    return load_checked_nodes(job, run_id=AUDIT_RUN_ID)
+
+
+class _RowsRuntime(NodeRuntime):
+    """A node that trains on given encoded rows (a shadow federation's sample of its data),
+    with everything else (policy check, DP calibration, ledger) as the node does."""
+
+    def __init__(self, *args: Any, x_train: np.ndarray, y_train: np.ndarray, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.rows = (x_train, y_train)
+
+    def checked_data(self, proposal: Proposal):
+        """The node's checked data with the training rows swapped for the given ones."""
+        data, ledger = super().checked_data(proposal)
+        return replace(data, x_train=self.rows[0], y_train=self.rows[1]), ledger
 
 
 def train_federated(
-    job: Job,
-    parts: Sequence[tuple[str, np.ndarray, np.ndarray]],
-    dp: DPSettings,
-    seed: int | None = None,
+    job: Job, runtimes: Sequence[NodeRuntime] | None = None, run_id: str = AUDIT_RUN_ID
 ) -> tuple[torch.nn.Module, dict[str, float]]:
-    """FedAvg over ``parts`` ((node, x, y) per node) with each node's DP-SGD, in process.
-
-    Returns the global model and each node's ε for the run (0 without DP).
-    """
-    seed = job.seed if seed is None else seed
-    input_dim = parts[0][1].shape[1]
-    global_model = build_model(job.model_net, input_dim, seed=seed)
-    states = {
-        name: calibrate(dp, len(y), job.train, job.rounds) if dp.enabled else None
-        for name, _, y in parts
-    }
-    for server_round in range(1, job.rounds + 1):
-        total, summed = 0, None
-        global_state = {k: v.detach().clone() for k, v in global_model.state_dict().items()}
-        for name, x, y in parts:
-            local = build_model(job.model_net, input_dim, seed=seed)
-            local.load_state_dict(global_state)
-            result = train_local(
-                local, x, y, job.train, dp, states[name], seed=round_seed(seed, name, server_round)
-            )
-            states[name] = result.state
-            weight = len(y)
-            update = {k: v.detach().double() * weight for k, v in local.state_dict().items()}
-            summed = update if summed is None else {k: summed[k] + update[k] for k in summed}
-            total += weight
-        assert summed is not None
-        global_model.load_state_dict(
-            {k: (v / total).to(global_state[k].dtype) for k, v in summed.items()}
-        )
-    epsilons = {
-        name: (state.epsilon(dp.delta, dp.accountant) if state is not None else 0.0)
-        for name, state in states.items()
-    }
-    return global_model, epsilons
+    """Train the job's global model with the one in-process FedAvg loop (each node's
+    :class:`NodeRuntime`; default: the job's nodes). Returns the model and each node's ε for
+    the run (0 without DP)."""
+    result = plain_fedavg(job, run_id, runtimes, evaluate=False)
+    model = build_model(job.model_name, job.model_net.params, job.task.input_dim, seed=job.seed)
+    model.load_state_dict(result.state_dict)
+    return model, {name: float(eps) for name, eps in result.epsilon.items()}
 
 
 def _population(nodes: Sequence[NodeData]):
@@ -214,7 +196,6 @@ def _population(nodes: Sequence[NodeData]):
 def _lira_scores(
     job: Job,
     nodes: Sequence[NodeData],
-    dp: DPSettings,
     target_stat: np.ndarray,
     shadow_models: int,
     progress: Callable[[str], None],
@@ -223,16 +204,29 @@ def _lira_scores(
     rng = np.random.default_rng([job.seed, 0x11A])
     inside = np.zeros((shadow_models, len(y)), dtype=bool)
     stats = np.zeros((shadow_models, len(y)))
-    for k in range(shadow_models):
-        parts = []
-        for i, node in enumerate(nodes):
-            rows = np.flatnonzero(owner == i)
-            chosen = rng.permutation(rows)[: len(node.y_train)]
-            inside[k, chosen] = True
-            parts.append((node.name, x[chosen], y[chosen]))
-        model, _ = train_federated(job, parts, dp, seed=job.seed + 1000 + k)
-        stats[k] = _logit_confidence(model, x, y)
-        progress(f"shadow federation {k + 1}/{shadow_models} trained")
+    specs = {spec.name: spec for spec in job.nodes}
+    with tempfile.TemporaryDirectory(prefix="confide-shadows-") as ledgers:
+        for k in range(shadow_models):
+            shadow = replace(job, seed=job.seed + 1000 + k)
+            runtimes = []
+            for i, node in enumerate(nodes):
+                rows = np.flatnonzero(owner == i)
+                chosen = rng.permutation(rows)[: len(node.y_train)]
+                inside[k, chosen] = True
+                own_ledger = Path(ledgers) / f"shadow-{k}" / f"{node.name}.ledger.json"
+                runtimes.append(
+                    _RowsRuntime(
+                        replace(specs[node.name], ledger=own_ledger),
+                        job.task,
+                        job.model_net,
+                        job.test_fraction,
+                        x_train=x[chosen],
+                        y_train=y[chosen],
+                    )
+                )
+            model, _ = train_federated(shadow, runtimes, run_id=f"{AUDIT_RUN_ID}-shadow-{k}")
+            stats[k] = _logit_confidence(model, x, y)
+            progress(f"shadow federation {k + 1}/{shadow_models} trained")
     n_in = inside.sum(axis=0)
     n_out = shadow_models - n_in
     mean_in = np.where(n_in > 0, (stats * inside).sum(0) / np.maximum(n_in, 1), np.nan)
@@ -257,7 +251,6 @@ def audit_model(
     delta: float | None,
     attacks: Sequence[str] = ("loss",),
     job: Job | None = None,
-    dp: DPSettings | None = None,
     shadow_models: int = 0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> AuditReport:
@@ -275,10 +268,10 @@ def audit_model(
         if attack == "loss":
             scores = loss_scores(model, x, y)
         elif attack == "lira":
-            if job is None or dp is None or shadow_models < 2:
+            if job is None or shadow_models < 2:
                 raise ConfideError("the lira attack needs >= 2 shadow models (rule: audit)")
             target = _logit_confidence(model, x, y)
-            scores = _lira_scores(job, nodes, dp, target, shadow_models, progress)
+            scores = _lira_scores(job, nodes, target, shadow_models, progress)
         else:
             raise ConfideError(f"unknown attack '{attack}'; choose from {ATTACKS} (rule: audit)")
         figures = attack_metrics(scores[member], scores[~member])
@@ -305,7 +298,7 @@ def _setting(job: Job, nodes: Sequence[NodeData], dp: DPSettings, eps: dict[str,
             n.name: {"train_rows": len(n.y_train), "test_rows": len(n.y_test)} for n in nodes
         },
         "model": job.model_name,
-        "net": {k: v for k, v in job.model_net.items() if k != "_target_"},
+        "net": job.model_net.to_config()["net"],
         "rounds": job.rounds,
         "local_epochs": job.train.local_epochs,
         "batch_size": job.train.batch_size,
@@ -337,26 +330,25 @@ def audit_job(
 
     torch.set_num_threads(1)
     job = parse_job(config)
+    # the nodes' files (data, keys, ledgers) live while the federations train on them
     with tempfile.TemporaryDirectory(prefix="confide-audit-") as tmp:
         job = materialize_synthetic_nodes(job, (work_dir or Path(tmp)) / "nodes")
         nodes = load_nodes(job)
-    parts = [(n.name, n.x_train, n.y_train) for n in nodes]
-    label = f"DP ε={job.dp.epsilon:g}" if job.dp.enabled else "no DP"
-    progress(f"training the target federation ({label})")
-    model, eps = train_federated(job, parts, job.dp)
-    spent = max(eps.values()) if job.dp.enabled else None
-    return audit_model(
-        model,
-        nodes,
-        _setting(job, nodes, job.dp, eps),
-        spent,
-        job.dp.delta if job.dp.enabled else None,
-        attacks,
-        job=job,
-        dp=job.dp,
-        shadow_models=shadow_models,
-        progress=progress,
-    )
+        label = f"DP ε={job.dp.epsilon:g}" if job.dp.enabled else "no DP"
+        progress(f"training the target federation ({label})")
+        model, eps = train_federated(job)
+        spent = max(eps.values()) if job.dp.enabled else None
+        return audit_model(
+            model,
+            nodes,
+            _setting(job, nodes, job.dp, eps),
+            spent,
+            job.dp.delta if job.dp.enabled else None,
+            attacks,
+            job=job,
+            shadow_models=shadow_models,
+            progress=progress,
+        )
 
 
 def dp_variant(config: dict[str, Any], epsilon: float) -> dict[str, Any]:

@@ -15,13 +15,14 @@ import torch
 
 from confide.benchmarks.common import base_config, federation_nodes, load_nodes, machine_info
 from confide.benchmarks.engine_overhead import engine_config
-from confide.benchmarks.plain_fedavg import plain_fedavg, weighted_average
+from confide.simulations.in_process import plain_fedavg, weighted_average
 from confide.benchmarks.report import render
 from confide.benchmarks.scale import generate_encoded
 from confide.benchmarks.utility import summarise
 from confide.job import parse_job
 from confide.modeling.model_io import load_model
 from confide.simulations.simulate import simulate
+from tests.epsilon_checks import assert_run_epsilon
 
 TINY = ["federation.nodes.0.rows=400", "federation.nodes.1.rows=200", "rounds=2"]
 
@@ -45,14 +46,23 @@ def test_generated_federation_has_distinct_nodes_and_is_a_valid_job(tmp_path):
 
 def test_plain_loop_is_deterministic_and_spends_the_budget(tmp_path):
     job = parse_job(base_config(TINY))
-    job, _ = load_nodes(job, tmp_path / "nodes")
+    job, nodes = load_nodes(job, tmp_path / "nodes")
     first = plain_fedavg(job, "run-a")
     second = plain_fedavg(job, "run-b")
     assert len(first.round_seconds) == 2 == len(first.global_metrics)
     for key, value in first.state_dict.items():
         assert torch.equal(value, second.state_dict[key])
     assert set(first.epsilon) == {"retailer", "ecommerce"}
-    assert all(0 < eps <= job.dp.epsilon + 1e-6 for eps in first.epsilon.values())
+    for node in nodes:  # the accountant over both rounds, at the run's target
+        assert_run_epsilon(
+            first.epsilon[node.name],
+            target=job.dp.epsilon,
+            delta=job.dp.delta,
+            train_rows=len(node.y_train),
+            batch_size=job.train.batch_size,
+            local_epochs=job.train.local_epochs,
+            rounds=2,
+        )
     assert 0.5 < first.global_metrics[-1]["roc_auc"] <= 1.0
 
 

@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from confide.cli import app
 from confide.config import compose_config, to_container
-from confide.modeling.dp_accounting import DPSettings
+from confide.job import parse_job
+from confide.privacy.budget_ledger import BudgetLedger
+from confide.simulations.federation import materialize_synthetic_nodes
+from confide.simulations.in_process import plain_fedavg
 from confide.simulations.privacy_audit import (
     attack_metrics,
     audit_job,
@@ -62,29 +65,21 @@ def test_loss_scores_do_not_saturate():
     assert scores[1] > scores[0]  # still ranked: no ties from saturated probabilities
 
 
-def test_federated_training_is_seeded_and_overfits_without_dp():
-    job_cfg = to_container(compose_config(TINY))
-    from confide.job import parse_job
-
-    job = parse_job(job_cfg)
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(120, 5)).astype(np.float32)
-    y = (rng.random(120) < 0.5).astype(np.float32)  # random labels: only memorisation helps
-    parts = [("a", x[:60], y[:60]), ("b", x[60:], y[60:])]
-    import dataclasses
-
-    job = dataclasses.replace(
-        job, rounds=5, train=dataclasses.replace(job.train, batch_size=8, local_epochs=10)
-    )
-    model_1, eps = train_federated(job, parts, DPSettings(enabled=False))
-    model_2, _ = train_federated(job, parts, DPSettings(enabled=False))
-    assert eps == {"a": 0.0, "b": 0.0}
-    for p, q in zip(model_1.parameters(), model_2.parameters(), strict=True):
-        assert torch.equal(p, q)
-    other = rng.normal(size=(120, 5)).astype(np.float32)
-    other_y = (rng.random(120) < 0.5).astype(np.float32)
-    figures = attack_metrics(loss_scores(model_1, x, y), loss_scores(model_1, other, other_y))
-    assert figures["auc"] > 0.6
+def test_audit_trains_the_products_model_through_each_nodes_runtime(tmp_path):
+    """The audit's target is the model the product trains: the one in-process FedAvg loop over
+    every node's runtime (policy, DP-SGD, float32 averaging) and its ledger is charged."""
+    config = dp_variant(to_container(compose_config(TINY)), 1.0)
+    job = materialize_synthetic_nodes(parse_job(config), tmp_path / "nodes")
+    model, eps = train_federated(job)
+    plain = plain_fedavg(job, "the-loop", evaluate=False)
+    assert set(eps) == {spec.name for spec in job.nodes} and plain.epsilon == eps
+    for key, value in model.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.equal(value, plain.state_dict[key])
+    for spec in job.nodes:  # each node's own ledger charged the audit's run, as a run does
+        runs = BudgetLedger(spec.default_ledger(), spec.name, 10.0).runs()
+        (audit,) = [r for r in runs if r.run_id == "privacy-audit"]
+        assert audit.spent_epsilon == eps[spec.name] and 0.9 < audit.spent_epsilon <= 1.0 + 1e-6
 
 
 def test_audit_reports_the_setting_attacks_and_bound():
