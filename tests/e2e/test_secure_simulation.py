@@ -18,7 +18,7 @@ from confide.clients.client_app import make_client_app
 from confide.config import compose_config, to_container
 from confide.simulations.simulate import simulate
 from tests.byo_data import write_user_federation
-from tests.canary import find_canaries, seed_canaries
+from tests.canary import canary_patterns, find_canaries, seed_canaries
 from tests.epsilon_checks import assert_run_epsilon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -134,4 +134,7 @@ def test_canaries_never_leave_the_node_in_simulation(tmp_path, monkeypatch, capl
     assert {p.name.split("-")[0] for p in sent} == {"train", "evaluate"}
     assert len(sent) == 4
     assert find_canaries([audit, result.run_dir]) == []
+    # control: the same search finds every canary in the CSV this node trained on
+    found = {h.rsplit(": ", 1)[1] for h in find_canaries([tmp_path / "org" / "a"])}
+    assert found == {n for n in canary_patterns() if not n.endswith((":f64", ":f32"))}
     assert all(pattern not in caplog.text for pattern in ("CANARY", "123456.789", "9876.54321"))
