@@ -56,20 +56,23 @@ def simulate(
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's logs."),
 ) -> None:
     """Run a local federated simulation (Flower simulation engine) and its baselines."""
-    from confide.simulations.simulate import simulate as run
-    from confide.summary import dp_banner, print_summary, round_printer
-
     config = _compose(overrides, config_dir)
     quiet = quiet or bool(config["run"].get("quiet"))
     console = _console(quiet)
-    from confide.job import parse_job
+    from confide.clients.preflight import preflight_data
+    from confide.job import preflight_config
 
-    nodes = parse_job(config).nodes  # listed, or expanded from a source + partition
+    job = preflight_config(config)  # names, numbers, run directory, run ledger: no engine yet
+    preflight_data(job)  # every CSV node's data under its policy, before the engine loads
+    nodes = job.nodes  # listed, or expanded from a source + partition
     console.print(
         f"Federation '{config['federation']['name']}': {len(nodes)} nodes, task "
         f"'{config['task']['name']}', model '{config['model']['name']}', strategy "
         f"'{config['strategy']['name']}', {config['rounds']} rounds"
     )
+    from confide.simulations.simulate import simulate as run  # the engine: after preflight
+    from confide.summary import dp_banner, print_summary, round_printer
+
     dp_banner(console, config["dp"])
     result = run(
         config, on_round_end=round_printer(console, int(config["rounds"])), verbose=verbose

@@ -165,38 +165,17 @@ def _check_ledger(node: NodeSpec, lifetime: float) -> str:
 
 def _check_data(node: NodeSpec, config: Mapping[str, Any]) -> str:
     """Read, schema-check, transform, rule-check and encode like training."""
-    from confide.clients.node_data import (
-        check_node_rules,
-        encode_node,
-        prepare_frame,
-        train_rows,
-    )
+    from confide.clients.preflight import check_node_data
     from confide.job import parse_job
-    from confide.privacy.keys import Keyring
-    from confide.privacy.policy import load_policy
 
     job = parse_job(config)
-    policy = load_policy(node.policy)
-    keyring = Keyring.from_file(node.keys) if node.keys is not None else None
-    assert node.data is not None
-    prepared = prepare_frame(node.data, policy, job.task, keyring, with_label=True)
-    dp = job.dp
-    check_node_rules(
-        node.name,
-        policy,
-        job.task,
-        n_train_rows=train_rows(len(prepared.frame), job.test_fraction),
-        dp_enabled=dp.enabled,
-        epsilon=dp.epsilon if dp.enabled else None,
-        delta=dp.delta if dp.enabled else None,
-        lifetime_spent=0.0,  # the budget itself is the ledger check's line
-    )
-    data = encode_node(node.name, prepared, job.task, str(node.data), job.test_fraction, job.seed)
-    line = (
+    data = check_node_data(
+        node, job.task, job.dp, job.test_fraction, job.seed, lifetime_spent=0.0
+    )  # the budget itself is the ledger check's line
+    return (
         f"{node.data}: {data.n_rows} rows match policy {node.policy.name} and task "
         f"'{job.task.name}' (schema, transforms, rules, encoding)"
     )
-    return line
 
 
 def _load_certificate(path: Path):
