@@ -365,12 +365,13 @@ class RunLedger:
                     prev,
                     f"record {i}{run}: fields missing ({', '.join(missing)}): edited",
                 )
-            if rec["seq"] != i:
+            if rec["seq"] != i or isinstance(rec["seq"], bool):
+                seq = rec["seq"] if isinstance(rec["seq"], int) else "of the wrong type"
                 return bad(
                     i,
                     len(records),
                     prev,
-                    f"record {i}{run}: carries sequence number {rec['seq']}, expected {i}: "
+                    f"record {i}{run}: carries sequence number {seq}, expected {i}: "
                     "a record was deleted, inserted or moved here",
                 )
             if rec["prev"] != prev:
@@ -392,6 +393,9 @@ class RunLedger:
                     prev,
                     f"record {i}{run}: content does not match its hash: edited",
                 )
+            wrong = _record_type_error(rec)
+            if wrong is not None:
+                return bad(i, len(records), prev, f"record {i}{run}: {wrong}: edited")
             if self._key is not None:
                 kid = self._key[0]
                 body = canonical_json(_body(rec))
@@ -672,6 +676,34 @@ def budget_anchors(ledgers: Mapping[str, tuple[str | Path, Mapping[str, Any]]]) 
         node: {"ledger_id": _ledger_id(path), **budget_anchor(snapshot)}
         for node, (path, snapshot) in ledgers.items()
     }
+
+
+def _record_type_error(rec: Mapping[str, Any]) -> str | None:
+    """Why a chained record's fields have the wrong types or ranges (None when they are fine);
+    never quotes a value."""
+    policy, epsilon, nodes = rec.get("policy_sha256"), rec.get("epsilon"), rec.get("nodes")
+    if not isinstance(policy, dict) or not isinstance(epsilon, dict):
+        return "field 'policy_sha256' or 'epsilon' is not an object"
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        return "field 'nodes' is not a list of node names"
+    if not isinstance(rec.get("time"), str):
+        return "field 'time' is not a timestamp string"
+    if not isinstance(rec.get("run_id"), str) or not isinstance(rec.get("outcome"), str):
+        return "field 'run_id' or 'outcome' is not a string"
+    model = rec.get("model_sha256")
+    if not isinstance(rec.get("config_sha256"), str) or not (
+        model is None or isinstance(model, str)
+    ):
+        return "field 'config_sha256' or 'model_sha256' is not a hash"
+    try:
+        _check_fields(rec["run_id"], rec["config_sha256"], policy, epsilon, model, rec["outcome"])
+        if "budget" in rec:
+            if not isinstance(rec["budget"], dict):
+                return "field 'budget' is not an object"
+            _check_budget(rec["budget"])
+    except RunLedgerError as exc:
+        return "field values break the record rules (" + str(exc).split(": ", 1)[-1] + ")"
+    return None
 
 
 def _check_budget(budget: Mapping[str, Mapping[str, Any]]) -> None:
