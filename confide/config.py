@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from confide.core.errors import ConfideError
 
-from confide.modeling.errors import ConfideError
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 __all__ = ["ConfigError", "compose_config", "to_container"]
 
@@ -41,7 +38,14 @@ def _searchpath_override(config_dirs: Sequence[str | Path]) -> list[str]:
 def compose_config(
     overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()
 ) -> DictConfig:
-    """Compose ``conf/config.yaml`` with ``overrides`` and optional extra config directories."""
+    """Compose ``conf/config.yaml`` with ``overrides`` and optional extra config directories.
+
+    Hydra is imported here, not at module import, so commands that never compose stay fast."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     GlobalHydra.instance().clear()
     all_overrides = [*_searchpath_override(config_dirs), *overrides]
     try:
@@ -57,6 +61,9 @@ def compose_config(
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """Resolve every interpolation and return plain Python containers."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:

@@ -10,11 +10,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from confide.modeling.dp_accounting import DPSettings
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import ModelSpec, model_spec_from_config
-from confide.modeling.local_training import TrainSettings
 from confide.modeling.task_spec import TaskSpec, parse_task_spec
+from confide.modeling.training_settings import DPSettings, TrainSettings
 from confide.partition_spec import PartitionError, parse_partition
 from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
 

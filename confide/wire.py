@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confide.core.errors import ConfideError
-from confide.modeling.dp_accounting import DPSettings
-from confide.modeling.local_training import TrainSettings
+from confide.modeling.training_settings import DPSettings, TrainSettings
 
 __all__ = [
     "ARRAY_KEYS_KEY",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from opacus.accountants import create_accountant
@@ -19,9 +19,7 @@ from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
 
 from confide.modeling.errors import ConfideError
-
-if TYPE_CHECKING:
-    from confide.modeling.local_training import TrainSettings
+from confide.modeling.training_settings import DPSettings, TrainSettings
 
 __all__ = [
     "RDP_ALPHAS",
@@ -34,19 +32,6 @@ __all__ = [
     "planned_steps",
     "steps_per_epoch",
 ]
-
-
-@dataclass(frozen=True)
-class DPSettings:
-    """Sample-level DP-SGD settings; ``enabled=False`` must be chosen explicitly."""
-
-    enabled: bool = True
-    epsilon: float = 3.0
-    delta: float = 1e-5
-    max_grad_norm: float = 1.0
-    accountant: str = "rdp"
-    secure_mode: bool = False
-    grad_sample_mode: str = "hooks"
 
 
 @dataclass

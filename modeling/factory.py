@@ -14,13 +14,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from confide.modeling.errors import ConfideError
-from confide.modeling.models import MLP, LogisticRegression
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "INSTANTIATION_KEYS",
@@ -124,13 +123,25 @@ def _mlp_params(raw: Any, where: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A model class imported on first use, so checking a job's model never loads torch."""
+
+    load: Callable[[], Callable[..., nn.Module]]
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """A registered model: ``builder(input_dim, **params)`` and its hyper-parameter check
     ``validate(raw, where)``, which returns the normalised parameters or raises."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    source: Callable[..., nn.Module] | Deferred
     validate: Callable[[Any, str], dict[str, Any]]
+
+    @property
+    def builder(self) -> Callable[..., nn.Module]:
+        """The model class (for the shipped models, imported here on first use)."""
+        return self.source.load() if isinstance(self.source, Deferred) else self.source
 
 
 class ModelRegistry:
@@ -163,11 +174,17 @@ class ModelRegistry:
         return tuple(sorted(self._entries))
 
 
+def _models():
+    from confide.modeling import models
+
+    return models
+
+
 #: The fixed registry every node, server and file loader uses. Built here, in one place.
 MODELS = ModelRegistry(
     (
-        ModelEntry("logreg", LogisticRegression, _logreg_params),
-        ModelEntry("mlp", MLP, _mlp_params),
+        ModelEntry("logreg", Deferred(lambda: _models().LogisticRegression), _logreg_params),
+        ModelEntry("mlp", Deferred(lambda: _models().MLP), _mlp_params),
     )
 )
 
@@ -234,5 +251,7 @@ def build_model(
         width = 0
     if width < 1:
         raise ModelConfigError(f"model: input_dim must be a positive integer ({_RULE})")
+    import torch
+
     torch.manual_seed(seed)
     return entry.builder(width, **checked)

@@ -18,21 +18,11 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from confide.modeling.dp_accounting import DPSettings, DPState, max_steps_within, steps_per_epoch
+from confide.modeling.dp_accounting import DPState, max_steps_within, steps_per_epoch
 from confide.modeling.errors import BudgetExceeded, ConfideError
+from confide.modeling.training_settings import DPSettings, TrainSettings
 
 __all__ = ["LocalTrainResult", "TrainSettings", "train_local"]
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Local optimisation settings shared by the federation."""
-
-    learning_rate: float = 0.5
-    batch_size: int = 256
-    local_epochs: int = 1
-    momentum: float = 0.0
-    proximal_mu: float = 0.0
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ def report_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `confide simulate`."),
 ) -> None:
     """Regenerate a run's report.html and its plot PNGs (under RUN_DIR/report/)."""
-    from .report import write_report
+    from confide.reports.report import write_report
 
     typer.echo(f"report: {write_report(run_dir)}")
 
@@ -23,7 +23,7 @@ def compare_command(
     out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.html and PNG."),
 ) -> None:
     """Put runs side by side (e.g. an ε sweep): table and privacy-utility plot."""
-    from .compare import compare_runs
+    from confide.reports.compare import compare_runs
 
     result = compare_runs(run_dirs, out)
     typer.echo(result.table_markdown)
