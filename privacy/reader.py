@@ -7,7 +7,8 @@ Rules (each refusal is one line naming the file, the row, the column and the rul
 * UTF-8 text with a header row; every header name is non-empty and appears once;
 * every row has exactly as many fields as the header (a short row, or a value with an unquoted
   line break, is a malformed row, never padded with empty values);
-* no value is longer than :data:`MAX_CELL_BYTES` and no row longer than :data:`MAX_ROW_BYTES`;
+* no value is longer than :data:`MAX_CELL_BYTES` (a header longer than :data:`MAX_ROW_BYTES`
+  is refused; a quoted value that is never closed is refused);
 * values are read as text; only empty fields are null.
 
 Rows are numbered as in the file, counting the header as row 1. Reading is chunked: memory is
@@ -17,6 +18,7 @@ bounded by the chunk size and Arrow's small read blocks, whatever the file's siz
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import stat
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 MAX_CELL_BYTES = 64 * 1024  # longest value allowed in any cell
-MAX_ROW_BYTES = 256 * 1024  # longest row: one Arrow read block (bounds read-ahead memory)
+MAX_ROW_BYTES = 256 * 1024  # Arrow read block (bounds read-ahead memory); longest header row
 
 
 class CsvFormatError(SchemaError):
@@ -106,6 +108,25 @@ def _header(handle: BinaryIO, source: str) -> list[str]:
     return names
 
 
+class _QuoteCounter(io.RawIOBase):
+    """Passes a file's bytes to Arrow while counting quote characters (an unclosed quote makes
+    the count odd; Arrow would otherwise read it as one value running to the end of the file)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__()
+        self._handle = handle
+        self.quotes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        self.quotes += data.count(b'"')
+        return len(data)
+
+
 class CsvTable:
     """An open CSV: its header ``names`` and its rows as text DataFrames (:meth:`chunks`)."""
 
@@ -134,6 +155,7 @@ class CsvTable:
         if chunksize < 1:
             raise ValueError("chunksize must be a positive integer")
         self._handle.seek(0)
+        counter = _QuoteCounter(self._handle)
         bad_rows: list[tuple[int | None, int, int]] = []
 
         def on_invalid(row) -> str:
@@ -142,7 +164,7 @@ class CsvTable:
 
         try:
             reader = pacsv.open_csv(
-                self._handle,
+                counter,
                 read_options=pacsv.ReadOptions(block_size=MAX_ROW_BYTES, use_threads=False),
                 parse_options=pacsv.ParseOptions(
                     newlines_in_values=True, invalid_row_handler=on_invalid
@@ -171,6 +193,10 @@ class CsvTable:
                     if rows == chunksize:
                         rows = 0
                         yield _to_frame(_drain(pending))
+            if counter.quotes % 2 and _unclosed_quote(self._handle):
+                raise CsvFormatError(
+                    f"{self.source}: a quoted value is never closed (rule: CSV format)"
+                )
             if rows:
                 yield _to_frame(_drain(pending))
         except pa.ArrowInvalid as exc:  # Arrow's message may quote row contents: never repeated
@@ -254,6 +280,38 @@ def _scan_sizes(handle: BinaryIO, names: list[str], source: str) -> CsvFormatErr
             f"{source}: row {row} is longer than {MAX_ROW_BYTES} bytes (rule: CSV row size)"
         )
     return None
+
+
+def _unclosed_quote(handle: BinaryIO) -> bool:
+    """True when a value opened with a quote is never closed (only run on an odd quote count:
+    a quote inside an unquoted value, such as ``5'10"``, is literal text and does not count)."""
+    handle.seek(0)
+    in_quotes, at_start, quote_seen = False, True, False
+    while chunk := handle.read(1 << 20):
+        pos = 0
+        for m in _SPECIAL.finditer(chunk):
+            i, char = m.start(), chunk[m.start()]
+            adjacent = i == pos
+            pos = i + 1
+            if quote_seen:  # the previous byte inside a quoted value was a quote
+                quote_seen = False
+                if adjacent and char == 0x22:  # '""' is an escaped quote
+                    continue
+                in_quotes, at_start = False, False
+            if in_quotes:
+                quote_seen = char == 0x22
+                continue
+            if char == 0x22:
+                in_quotes = at_start and adjacent
+                at_start = False
+            else:
+                at_start = True
+        if pos < len(chunk):  # other bytes after the last special one
+            if quote_seen:
+                quote_seen, in_quotes = False, False
+            if not in_quotes:
+                at_start = False
+    return in_quotes and not quote_seen
 
 
 def _drain(batches: list) -> list:

@@ -144,3 +144,15 @@ def test_whitespace_only_categorical_is_refused_under_unknown_error(tmp_path):
     prepared = prepare_frame(p, POLICY, TASK, None, with_label=True)
     with pytest.raises(ConfideError, match=r"column 'gender'.*line 5.*rule: declared categories"):
         encode_features(prepared.frame, TASK, str(p))
+
+
+def test_unclosed_quote_is_refused_everywhere(tmp_path):
+    p = _csv(tmp_path, _rows(2) + f'c8,40,F,"{MARKER}\n' + _rows(2))
+    msgs = _all_readers(p, tmp_path)
+    _same_rule_everywhere(msgs, str(p), "a quoted value is never closed (rule: CSV format)")
+
+
+def test_control_quote_inside_an_unquoted_value_is_text(tmp_path):
+    p = _csv(tmp_path, _rows(2) + 'c8,40,F"x,1\n' + 'c9,41,"M ""q""",0\n')
+    frame = read_node_csv(p)
+    assert frame["gender"].tolist()[-2:] == ['F"x', 'M "q"']
