@@ -480,6 +480,11 @@ def _parse_column(name: str, body: object, source: str) -> ColumnRule:
         raise PolicyError(
             f"{source}: {where}: field 'transform': {exc} (rule POLICY-VALUE)"
         ) from None
+    except (ValueError, OverflowError):  # e.g. a 5000-digit number inside the transform
+        raise PolicyError(
+            f"{source}: {where}: field 'transform' holds a number that cannot be read "
+            "(rule POLICY-VALUE)"
+        ) from None
     maps_to = body.get("maps_to", name)
     if not isinstance(maps_to, str) or not maps_to:
         raise PolicyError(

@@ -399,3 +399,19 @@ def test_duplicate_key_with_a_raw_value_name_is_not_echoed(tmp_path):
     with pytest.raises(PolicyError, match=r"duplicate key a key that is not a plain name") as err:
         load_policy(p)
     assert MARKER not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "transform", ["mask:keep:" + "9" * 5000 + ":1", "generalize:numeric_bins:" + "9" * 5000]
+)
+def test_five_thousand_digit_number_inside_a_transform_is_one_line(tmp_path, transform):
+    p = _policy_with(
+        tmp_path,
+        'mobile:      {tier: core_sensitive, transform: "mask:mobile"}',
+        f'mobile:      {{tier: core_sensitive, transform: "{transform}"}}',
+    )
+    with pytest.raises(
+        PolicyError, match=r"column 'mobile': field 'transform'.*rule POLICY-VALUE"
+    ) as err:
+        load_policy(p)
+    assert "9999" not in str(err.value)
