@@ -21,6 +21,7 @@ from .errors import SchemaError
 from .findings import Finding, Rule
 from .generalize import generalize_series
 from .policy import Policy
+from .reader import open_csv
 from .rules import RULE_BY_ID as _JOB_RULES
 from .tiers import Tier
 from .validators import is_email, is_luhn, is_mobile, is_national_id, normalize_text
@@ -250,9 +251,9 @@ def scan_file(
 ) -> ScanReport:
     """Scan the first ``max_rows`` rows of a CSV (read as text) or Parquet file."""
     p = Path(path)
-    if not p.is_file():
-        raise SchemaError(f"{p}: data file not found")
     if p.suffix.lower() in (".parquet", ".pq"):
+        if not p.is_file():
+            raise SchemaError(f"{p}: file does not exist (rule: data path)")
         pf = pq.ParquetFile(p)
         batches = pf.iter_batches(batch_size=max_rows)
         df = (
@@ -260,20 +261,11 @@ def scan_file(
             if pf.metadata.num_rows
             else pf.schema_arrow.empty_table().to_pandas()
         )
-    else:
-        try:
-            df = pd.read_csv(
-                p,
-                dtype="str",
-                keep_default_na=False,
-                na_values=[""],
-                nrows=max_rows,
-                encoding="utf-8",
-            )
-        except (pd.errors.EmptyDataError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise SchemaError(
-                f"{p}: cannot read CSV ({type(exc).__name__}); expected UTF-8 CSV with a header row"
-            ) from None
+    else:  # the shared reader's rules (confide.privacy.reader), on the rows scanned
+        with open_csv(p) as table:
+            df = next(table.chunks(max_rows), None)
+            if df is None:
+                df = pd.DataFrame({n: pd.Series([], dtype="str") for n in table.names})
     return scan_dataframe(
         df, policy, node=node, sample_size=sample_size, threshold=threshold, source=str(p)
     )

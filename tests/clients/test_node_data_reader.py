@@ -1,5 +1,5 @@
-"""One CSV reader, one set of rules: the node loader (simulate), scoring and ``privacy apply``
-refuse the same hostile CSVs with the same one-line message (file, row, column, rule)."""
+"""One CSV reader, one set of rules: the node loader (simulate), scoring, ``privacy apply`` and
+``privacy scan`` refuse the same hostile CSVs with the same one-line message (file, row, column, rule)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from confide.clients.node_data import encode_node, prepare_frame, read_node_csv
 from confide.core.errors import ConfideError
 from confide.modeling.encoding import encode_features
 from confide.modeling.task_spec import parse_task_spec
-from confide.privacy import apply_file, parse_policy
+from confide.privacy import apply_file, parse_policy, scan_file
 
 MARKER = "QXZ9MARKER"
 
@@ -66,6 +66,9 @@ def _all_readers(path: Path, tmp_path: Path) -> list[str]:
     with pytest.raises(ConfideError) as err:
         apply_file(POLICY, path, out, None, chunksize=4)
     messages.append(str(err.value))
+    with pytest.raises(ConfideError) as err:
+        scan_file(path, POLICY)  # confide privacy scan
+    messages.append(str(err.value))
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left either
     return messages
@@ -85,6 +88,7 @@ def test_control_good_file_is_read_by_all_three(tmp_path):
     prepared = prepare_frame(p, POLICY, TASK, None, with_label=True)
     assert encode_node("n", prepared, TASK, str(p), 0.25, 1).n_rows == 20
     assert apply_file(POLICY, p, tmp_path / "o.csv", None, chunksize=4).rows == 20
+    assert len(scan_file(p, POLICY).columns) == 4
 
 
 def test_short_row_is_refused_everywhere(tmp_path):

@@ -149,4 +149,4 @@ def test_scan_strict(tmp_path, policy_path):
     )
     assert r.exit_code == 0, r.output  # every identity column is core_sensitive in the policy
     r = runner.invoke(privacy_app, ["scan", str(tmp_path / "missing.csv")])
-    assert r.exit_code == 2 and "not found" in r.stderr
+    assert r.exit_code == 2 and "file does not exist (rule: data path)" in r.stderr
