@@ -94,22 +94,6 @@ def test_reported_epsilon_is_the_accountants_for_all_steps_of_the_run(default_ru
         assert ledger["runs"][0]["spent_epsilon"] == pytest.approx(expected)
 
 
-def test_same_seed_same_metrics(tmp_path):
-    first = run(tmp_path / "a", SMALL)
-    second = run(tmp_path / "b", SMALL)
-    for key, value in first.metrics["global"].items():
-        assert second.metrics["global"][key] == pytest.approx(value, abs=1e-6), key
-    h1 = read(first.run_dir, "history.json")["rounds"]
-    h2 = read(second.run_dir, "history.json")["rounds"]
-    for r1, r2 in zip(h1, h2, strict=True):
-        for key, value in r1["global"].items():
-            assert r2["global"][key] == pytest.approx(value, abs=1e-6)
-        assert set(r1["train"]) == set(r2["train"])
-        for node, stats in r1["train"].items():
-            for key, value in stats.items():
-                assert r2["train"][node][key] == pytest.approx(value, abs=1e-6), (node, key)
-
-
 def test_ten_node_federation_completes(tmp_path):
     rows = [1800, 1080, 780, 600, 480, 420, 300, 240, 180, 120]
     overrides = ["federation=ten_nodes", "rounds=2", "baselines.enabled=false"]
