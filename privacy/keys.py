@@ -272,6 +272,7 @@ def add_key(path: str | Path, key_id: str | None = None) -> str:
     link stays a link, so there is never a second, diverging key file.
     """
     p = Path(path)
+    Keyring.from_file(p)  # type, permissions and format checked before a lock file is made
     with file_lock(p):
         remove_stale_temps(p)
         return _add_key_locked(p, key_id)

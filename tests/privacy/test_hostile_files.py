@@ -415,3 +415,20 @@ def test_five_thousand_digit_number_inside_a_transform_is_one_line(tmp_path, tra
     ) as err:
         load_policy(p)
     assert "9999" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero-link", "group-readable"])
+def test_keys_rotate_on_a_bad_key_file_writes_nothing(tmp_path, kind):
+    p = tmp_path / "keys.json"
+    if kind == "fifo":
+        os.mkfifo(p, 0o600)
+    elif kind == "dev-zero-link":
+        p.symlink_to("/dev/zero")
+    else:
+        new_keyring_file(p)
+        p.chmod(0o644)
+    before = sorted(x.name for x in tmp_path.iterdir())
+    r = runner.invoke(keys_app, ["rotate", str(p)])
+    _one_line_refusal(r, str(p), "rule KEY-")
+    assert sorted(x.name for x in tmp_path.iterdir()) == before
+    assert not Path("/dev/zero.lock").exists()
