@@ -1,5 +1,6 @@
 """One CSV reader, one set of rules: the node loader (simulate), scoring, ``privacy apply`` and
-``privacy scan`` refuse the same hostile CSVs with the same one-line message (file, row, column, rule)."""
+``privacy scan`` refuse the same hostile CSVs with the same one-line message (file, row, column,
+rule)."""
 
 from __future__ import annotations
 
