@@ -4,6 +4,8 @@ and the reports' HTML page builder instead of keeping copies of its own."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 from confide import job as job_module
 from confide.audit import audit_config
@@ -59,3 +61,14 @@ def test_the_html_review_is_built_by_the_reports_page_builder(tmp_path):
     assert html_page._CSS in text  # the one page builder's stylesheet
     assert '<section id="findings">' in text and '<section id="node-shop">' in text
     assert '<td class="text bad">ERROR</td>' in text
+
+
+def _loads_matplotlib(module: str) -> bool:
+    code = f"import sys, {module}; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip() == "True"
+
+
+def test_the_audit_uses_the_page_builder_without_loading_the_plots():
+    assert _loads_matplotlib("confide.reports.report")  # control: the report does plot
+    assert not _loads_matplotlib("confide.audit")
