@@ -21,6 +21,7 @@ __all__ = [
     "Job",
     "JobError",
     "NodeSpec",
+    "check_budget_anchors",
     "check_name",
     "check_run_ledger",
     "parse_job",
@@ -174,10 +175,10 @@ def _parse_node(raw: Any, index: int) -> NodeSpec:
     )
 
 
-
 def parse_node(raw: Any, index: int) -> NodeSpec:
     """Entry ``index`` of ``federation.nodes``, validated as a run validates it (JobError)."""
     return _parse_node(raw, index)
+
 
 def _partitioned_nodes(federation: Mapping[str, Any]) -> tuple[NodeSpec, ...]:
     """Placeholder nodes of a ``source`` + ``partition`` federation; their data is written
@@ -382,4 +383,22 @@ def preflight_config(config: Mapping[str, Any]) -> Job:
     job = parse_job(config)
     run_location(job.config, "00000000T000000000000Z")
     check_run_ledger(job.config)
+    check_budget_anchors(job)
     return job
+
+
+def check_budget_anchors(job: Job) -> None:
+    """Refuse to start when a node's budget ledger was deleted or rewound since the run ledger
+    anchored it (:func:`confide.privacy.run_ledger.check_node_budgets`)."""
+    from confide.privacy.errors import PrivacyError
+    from confide.privacy.run_ledger import check_node_budgets, load_ledger_key
+
+    nodes = [
+        (n.name, n.default_ledger())
+        for n in job.nodes
+        if n.ledger is not None or n.data is not None
+    ]
+    try:
+        check_node_budgets(run_ledger_file(job.config), nodes, load_ledger_key())
+    except PrivacyError as exc:
+        raise JobError(str(exc)) from None
