@@ -39,9 +39,7 @@ class FederationStopped(ConfideError):
         self.reasons = reasons
 
 
-def build_strategy(
-    algorithm_cfg: dict[str, Any], secure: SecureSettings | None = None
-) -> Strategy:
+def build_strategy(algorithm_cfg: dict[str, Any], secure: SecureSettings | None = None) -> Strategy:
     """Instantiate the configured Flower strategy with Confide's metric aggregation; with
     ``secure.client_dp`` on, wrapped in Flower's fixed-clipping DP wrapper (server.client_dp)."""
     secure = secure if secure is not None else SecureSettings()
