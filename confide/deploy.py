@@ -27,6 +27,7 @@ import tomli_w
 from confide.code_identity import identity_run_config
 from confide.job import parse_job
 from confide.modeling.errors import ConfideError
+from confide.rundir import RUN_LEDGER_FILE
 
 __all__ = [
     "CONNECTION",
@@ -142,8 +143,11 @@ def start_run(
     """Start the job on the SuperLink with ``flwr run``; returns its run id."""
     job = deployment_job(config, insecure)
     run_root = Path(run_dir).expanduser().resolve()
-    if job.get("run", {}).get("ledger"):  # the ServerApp runs elsewhere: no relative paths
-        job["run"]["ledger"] = str(Path(job["run"]["ledger"]).expanduser().resolve())
+    run_cfg = job.get("run", {})
+    if run_cfg.get("ledger"):  # the ServerApp runs elsewhere: no relative paths
+        default = f"{run_cfg.get('root')}/{RUN_LEDGER_FILE}"  # run.ledger's default in conf/
+        ledger = run_root / RUN_LEDGER_FILE if run_cfg["ledger"] == default else run_cfg["ledger"]
+        run_cfg["ledger"] = str(Path(ledger).expanduser().resolve())
     app = (app_dir or default_app_dir()).resolve()
     with tempfile.TemporaryDirectory(prefix="confide-deploy-") as tmp:
         flwr_home = home or Path(tmp) / "flwr-home"

@@ -101,6 +101,9 @@ def deploy(
     )
     if done.outcome is not None:
         typer.echo(json.dumps(done.outcome, indent=2))
+    report = done.run_dir / "report.html"
+    if report.is_file():
+        typer.echo(f"report: {report}")
     ok = done.status == "finished:completed" and (done.outcome or {}).get("status") in (
         None,
         "completed",

@@ -122,3 +122,7 @@ def test_confide_deploy_sends_the_coordinators_identity(tmp_path, monkeypatch):
     assert sent[VERSION_KEY] == installed_identity().version
     assert sent[DIGEST_KEY] == installed_identity().digest
     assert set(sent) == {"confide-job", "confide-run-dir", VERSION_KEY, DIGEST_KEY}
+    # the run ledger goes beside the runs the ServerApp writes, as an absolute path
+    job = json.loads(sent["confide-job"])
+    assert job["run"]["ledger"] == str((tmp_path / "runs" / "run-ledger.jsonl").resolve())
+    assert sent["confide-run-dir"] == str((tmp_path / "runs").resolve())
