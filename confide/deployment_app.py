@@ -13,8 +13,8 @@ from __future__ import annotations
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from confide.rundir import federated_evaluation, finalise_run, last_epsilons, run_ledger_path
 from confide.reports import write_report
+from confide.rundir import federated_evaluation, finalise_run, last_epsilons, run_ledger_path
 from confide.server.server_app import DeploymentRun, run_deployment
 from confide.simulations.reproducibility import reproducibility_record
 

@@ -21,9 +21,9 @@ from confide.deployment_app import finalise_deployment
 from confide.job import parse_job
 from confide.modeling.metrics import metrics_from_histograms
 from confide.privacy.run_ledger import RunLedger
+from confide.reports import load_run
 from confide.rundir import CURVES_FILE, METRICS_FILE, last_epsilons
 from confide.server.recorder import RunRecorder
-from confide.reports import load_run
 from confide.server.server_app import DeploymentRun, RunOutcome
 from tests.byo_data import write_user_federation
 
