@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,30 +24,49 @@ from typing import Any
 import torch
 import yaml
 from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
+from confide.clients.checked_nodes import load_checked_nodes
 from confide.clients.client_app import make_client_app
 from confide.clients.node_data import NodeData
-from confide.clients.node_runtime import NodeRefusal, NodeRuntime
-from confide.clients.proposal import Proposal
-from confide.job import Job, parse_job
-from confide.modeling.dp_training import predict_proba
+from confide.clients.node_runtime import NodeRuntime
+from confide.core.files import atomic_write_text
+from confide.job import Job, preflight_config, run_location
 from confide.modeling.errors import ConfideError
 from confide.modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histograms
 from confide.modeling.model_io import load_model
-from confide.privacy.ledger import BudgetLedger, atomic_write_text
-from confide.privacy.run_ledger import append_run, load_ledger_key, run_epsilon_from_snapshots
+from confide.modeling.prediction import predict_proba
+from confide.privacy.budget_ledger import BudgetLedger
+from confide.privacy.run_ledger import run_epsilon_from_snapshots
 from confide.reports import write_report
-from confide.server.server_app import MODEL_FILE, OUTCOME_FILE, make_server_app
+from confide.rundir import (
+    HISTORY_FILE,
+    MODEL_FILE,
+    OUTCOME_FILE,
+    Evaluation,
+    finalise_run,
+    run_ledger_path,
+)
+from confide.server.server_app import run_federation
 from confide.simulations.baselines import pooled_test, run_baselines
 from confide.simulations.dropout import DropoutRuntime, dropout_rate
 from confide.simulations.federation import materialize_synthetic_nodes
 from confide.simulations.reproducibility import reproducibility_record
 
-__all__ = ["SimulationResult", "preflight", "prepare_run_dir", "simulate"]
+__all__ = [
+    "SimulationEngineError",
+    "SimulationResult",
+    "engine_backend_config",
+    "preflight",
+    "prepare_run_dir",
+    "simulate",
+    "start_engine",
+]
 
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "curves.json"  # per-model score histograms on the pooled test set (no rows)
+
+class SimulationEngineError(ConfideError):
+    """Flower's simulation engine (Ray) could not start, or stopped before the run ended."""
 
 
 @dataclass(frozen=True)
@@ -59,27 +80,116 @@ class SimulationResult:
 
 def preflight(job: Job, nodes: list | None = None) -> list[NodeData]:
     """Load and check every node's data under its policy; raise on the first problem."""
-    proposal = Proposal("preflight", 0, job.rounds, job.seed, job.dp, job.train)
-    checked = []
-    for node in nodes if nodes is not None else job.nodes:
-        runtime = NodeRuntime(node, job.task, job.model_net, job.test_fraction)
-        try:
-            data, _ = runtime.checked_data(proposal)
-        except NodeRefusal as exc:
-            raise ConfideError(str(exc)) from exc
-        checked.append(data)
-    return checked
+    return load_checked_nodes(job, nodes)  # the one checked-nodes loader (audit, benchmarks)
 
 
 def prepare_run_dir(config: dict[str, Any]) -> tuple[str, Path]:
     """Pick the run id and a fresh run directory (never reuses a non-empty one)."""
-    run_cfg = config["run"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    run_id = f"{stamp}-{run_cfg['name']}"
-    run_dir = Path(run_cfg["dir"]) if run_cfg.get("dir") else Path(run_cfg["root"]) / run_id
+    run_id, run_dir = run_location(config, stamp)  # safe name, inside run.root
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfideError(f"{run_dir}: run directory exists and is not empty (rule: run.dir)")
     return run_id, run_dir
+
+
+def engine_backend_config(job: Job, verbose: bool) -> tuple[str, dict[str, Any]]:
+    """The backend name and Flower backend config of the ``simulation`` section, validated."""
+    sim_cfg = job.config.get("simulation") or {}
+    backend = sim_cfg.get("backend", "ray")
+    if backend != "ray":
+        raise SimulationEngineError(
+            "config simulation.backend: must be ray, the one backend of Flower's simulation "
+            "engine (rule: simulation engine)"
+        )
+    cpus = sim_cfg.get("client_cpus", 1)
+    if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0 < cpus <= 1024:
+        raise SimulationEngineError(
+            "config simulation.client_cpus: must be a number in (0, 1024] (rule: simulation engine)"
+        )
+    return backend, {
+        "client_resources": {"num_cpus": float(cpus), "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": os.cpu_count() or 1,
+            "include_dashboard": False,
+            "log_to_driver": verbose,
+            "logging_level": logging.INFO if verbose else logging.ERROR,
+        },
+    }
+
+
+def start_engine(backend_config: dict[str, Any]) -> None:
+    """Start Ray exactly as Flower's Ray backend would (it then finds Ray running), so that a
+    start failure is one line before any run directory exists or any budget is reserved."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    init_args = {"include_dashboard": False, **backend_config.get("init_args", {})}
+    pythonpath = os.pathsep.join(sys.path)  # what Flower's RayBackend.init_ray passes on
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    try:
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        raise SimulationEngineError(
+            f"simulation engine: Ray failed to start ({type(exc).__name__}); nothing was run "
+            "and no budget was reserved (rule: simulation engine)"
+        ) from exc
+
+
+class _EngineWatch:
+    """Builds the run's ServerApp so the driver can stop its thread when the engine dies.
+
+    Flower runs the ServerApp on a non-daemon thread that polls for replies until
+    ``run.timeout_s``; if the engine under it fails, that thread would hold the process open.
+    The watch makes the grid's reply polling raise once :meth:`stop` is called.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def server_app(self, job: Job, run_id: str, run_dir: Path, on_round_end=None) -> ServerApp:
+        """A ServerApp bound to one job (the same federation loop as ``make_server_app``)."""
+        server = ServerApp()
+
+        @server.main()
+        def main(grid: Grid, context: Context) -> None:
+            self.thread = threading.current_thread()
+            if self.stopped.is_set():
+                return
+            torch.set_num_threads(1)
+            pull = grid.pull_messages
+
+            def guarded_pull(*args: Any, **kwargs: Any) -> Any:
+                if self.stopped.is_set():
+                    raise SimulationEngineError(
+                        "simulation engine: stopped under the ServerApp (rule: simulation engine)"
+                    )
+                return pull(*args, **kwargs)
+
+            grid.pull_messages = guarded_pull  # send_and_receive polls through this attribute
+            run_federation(grid, job, run_id, run_dir, on_round_end)
+
+        return server
+
+    def stop(self, wait_s: float = 15.0) -> None:
+        """Make the ServerApp thread end at its next poll and wait for it."""
+        self.stopped.set()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(wait_s)
+
+
+def _rounds_recorded(run_dir: Path) -> bool:
+    """Whether the server recorded any round (then the run directory is evidence to keep)."""
+    try:
+        history = json.loads((run_dir / HISTORY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(history, dict) and history.get("rounds"))
 
 
 @contextlib.contextmanager
@@ -123,79 +233,55 @@ def _simulation_resolver(job: Job):
     return resolve
 
 
-def _ledger_snapshots(job: Job, run_dir: Path, nodes: list[NodeData]) -> dict[str, Any]:
+def _ledger_snapshots(job: Job, nodes: list[NodeData]) -> dict[str, Any]:
     snapshots = {}
     for spec, data in zip(job.nodes, nodes, strict=True):
         ledger = BudgetLedger(spec.default_ledger(), spec.name, data.policy.dp.lifetime_epsilon)
-        snap = ledger.snapshot() if spec.default_ledger().exists() else {"runs": []}
-        snapshots[spec.name] = snap
-        atomic_write_text(
-            run_dir / "ledgers" / f"{spec.name}.json", json.dumps(snap, indent=2) + "\n"
-        )
+        snapshots[spec.name] = ledger.snapshot() if spec.default_ledger().exists() else {"runs": []}
     return snapshots
 
 
-def _final_metrics(
-    job: Job, run_dir: Path, run_id: str, nodes: list[NodeData], history: dict[str, Any]
-) -> dict[str, Any]:
+def _pooled_evaluation(job: Job, run_dir: Path, nodes: list[NodeData]) -> Evaluation:
+    """Score the global model on the pooled held-out splits (and each node's), with baselines."""
     model, _, _ = load_model(run_dir / MODEL_FILE)
     x_test, y_test = pooled_test(nodes)
     global_prob = predict_proba(model, x_test)
-    curves: dict[str, Any] = {
-        "bins": HISTOGRAM_BINS,
-        "pooled_test": {
-            "global": dict(zip(("pos", "neg"), score_histograms(y_test, global_prob), strict=True))
-        },
+    curves = {
+        "global": dict(zip(("pos", "neg"), score_histograms(y_test, global_prob), strict=True))
     }
-    rounds = history.get("rounds", [])
-    last = rounds[-1] if rounds else {}
-    per_node = {}
-    for node in nodes:
-        eps = [r["train"].get(node.name, {}).get("epsilon") for r in rounds]
-        eps = [e for e in eps if e is not None]
-        per_node[node.name] = {
+    per_node = {
+        node.name: {
             "rows": node.n_rows,
             "train_rows": len(node.y_train),
             "test_rows": len(node.y_test),
             "positive_rate": float(node.y_train.mean()),
-            "epsilon": eps[-1] if eps else 0.0,
             "global_model_on_own_test": binary_metrics(
                 node.y_test, predict_proba(model, node.x_test)
             ),
         }
-    metrics: dict[str, Any] = {
-        "run_id": run_id,
-        "dp": {
-            "enabled": job.dp.enabled,
-            "epsilon_target": job.dp.epsilon if job.dp.enabled else None,
-            "delta": job.dp.delta if job.dp.enabled else None,
-            "accountant": job.dp.accountant,
-            "secure_mode": job.dp.secure_mode,
-        },
-        "global": binary_metrics(y_test, global_prob),
-        "federated_eval_last_round": last.get("global", {}),
-        "nodes": per_node,
+        for node in nodes
     }
+    global_metrics = binary_metrics(y_test, global_prob)
+    extra: dict[str, Any] = {}
     if job.config.get("baselines", {}).get("enabled", True):
         baselines = run_baselines(job, nodes)
-        metrics["baselines"] = {
+        extra["baselines"] = {
             b.name: {"pooled": b.pooled, "own": b.own, "epsilon": b.epsilon, "rows": b.rows}
             for b in baselines
         }
         for b in baselines:
             pos, neg = b.histogram
-            curves["pooled_test"][b.name] = {"pos": pos, "neg": neg}
-        central = metrics["baselines"]["centralised"]["pooled"]["roc_auc"]
-        metrics["comparison"] = {
-            "global_auc_minus_centralised_auc": metrics["global"]["roc_auc"] - central,
+            curves[b.name] = {"pos": pos, "neg": neg}
+        central = extra["baselines"]["centralised"]["pooled"]["roc_auc"]
+        extra["comparison"] = {
+            "global_auc_minus_centralised_auc": global_metrics["roc_auc"] - central,
             "global_auc_minus_local_only_auc": {
-                b.name.split(":", 1)[1]: metrics["global"]["roc_auc"] - b.pooled["roc_auc"]
+                b.name.split(":", 1)[1]: global_metrics["roc_auc"] - b.pooled["roc_auc"]
                 for b in baselines
                 if b.name.startswith("local_only:")
             },
         }
-    atomic_write_text(run_dir / CURVES_FILE, json.dumps(curves))
-    return metrics
+    return Evaluation(global_metrics, per_node, curves, HISTOGRAM_BINS, extra)
 
 
 def simulate(
@@ -204,11 +290,15 @@ def simulate(
     verbose: bool = False,
 ) -> SimulationResult:
     """Run the composed config on the simulation engine; returns the run directory and metrics."""
-    job = parse_job(cfg_container)
+    # Preflight, nothing written yet: names, numbers and types, the run directory's place,
+    # the run ledger's integrity, every CSV node's data under its policy, then the engine.
+    job = preflight_config(cfg_container)
     dropout_rate(job.config)
     started = datetime.now(UTC)
-    preflight(job, [n for n in job.nodes if n.data is not None])  # nothing written yet
+    preflight(job, [n for n in job.nodes if n.data is not None])
+    backend_name, backend_config = engine_backend_config(job, verbose)
     run_id, run_dir = prepare_run_dir(job.config)
+    start_engine(backend_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         job = materialize_synthetic_nodes(job, run_dir / "nodes")
@@ -231,44 +321,52 @@ def simulate(
     atomic_write_text(
         run_dir / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False)
     )
-    sim_cfg = job.config.get("simulation", {})
-    backend_config = {
-        "client_resources": {"num_cpus": float(sim_cfg.get("client_cpus", 1)), "num_gpus": 0.0},
-        "init_args": {
-            "num_cpus": os.cpu_count() or 1,
-            "include_dashboard": False,
-            "log_to_driver": verbose,
-            "logging_level": logging.INFO if verbose else logging.ERROR,
-        },
-    }
-    with _flower_log_to_run_dir(run_dir, verbose):
-        run_simulation(
-            server_app=make_server_app(job, run_id, run_dir, on_round_end),
-            client_app=make_client_app(_simulation_resolver(job)),
-            num_supernodes=len(job.nodes),
-            backend_name=str(sim_cfg.get("backend", "ray")),
-            backend_config=backend_config,
-            verbose_logging=verbose,
-        )
+    watch, failure = _EngineWatch(), None
+    with _flower_log_to_run_dir(run_dir, verbose):  # Flower's log of a failure stays in it
+        try:
+            run_simulation(
+                server_app=watch.server_app(job, run_id, run_dir, on_round_end),
+                client_app=make_client_app(_simulation_resolver(job)),
+                num_supernodes=len(job.nodes),
+                backend_name=backend_name,
+                backend_config=backend_config,
+                verbose_logging=verbose,
+            )
+        except Exception as exc:
+            failure = exc
+            watch.stop()
+    if failure is not None:
+        exc = failure
+        if (run_dir / OUTCOME_FILE).exists():
+            raise exc
+        recorded = _rounds_recorded(run_dir)
+        if not recorded:
+            shutil.rmtree(run_dir, ignore_errors=True)  # only config.yaml and logs/ so far
+        raise SimulationEngineError(
+            f"simulation engine: stopped before the run ended ({type(exc).__name__}); "
+            + (
+                f"the partial run directory {run_dir} is kept for its recorded rounds"
+                if recorded
+                else "the partial run directory was removed"
+            )
+            + " (rule: simulation engine)"
+        ) from exc
     outcome = json.loads((run_dir / OUTCOME_FILE).read_text(encoding="utf-8"))
-    history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
-    ledgers = _ledger_snapshots(job, run_dir, nodes)
-    if outcome["status"] != "completed":
-        metrics = {"run_id": run_id, "outcome": outcome, "ledgers": ledgers}
-    else:
-        metrics = _final_metrics(job, run_dir, run_id, nodes, history)
-        metrics["outcome"] = outcome
-    metrics["reproducibility"] = reproducibility_record(job.config, started)
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
-    write_report(run_dir)  # report.html: full when completed, the stop reasons when stopped
-    append_run(  # the run ledger: one hash-chained record per run, completed or stopped
-        job.config["run"].get("ledger") or Path(job.config["run"]["root"]) / "run-ledger.jsonl",
+    history = json.loads((run_dir / HISTORY_FILE).read_text(encoding="utf-8"))
+    ledgers = _ledger_snapshots(job, nodes)
+    completed = outcome["status"] == "completed"
+    metrics = finalise_run(  # the one finaliser both engines use (confide.rundir)
+        run_dir,
+        job=job,
         run_id=run_id,
-        config=job.config,
-        policy_sha256={n.name: n.policy.sha256 for n in nodes},
+        outcome=outcome,
+        history=history,
+        evaluation=_pooled_evaluation(job, run_dir, nodes) if completed else None,
         epsilon=run_epsilon_from_snapshots(ledgers, run_id),
-        model_path=run_dir / MODEL_FILE,
-        outcome=outcome["status"],
-        key=load_ledger_key(),
+        policy_sha256={n.name: n.policy.sha256 for n in nodes},
+        ledger_path=run_ledger_path(job.config),
+        write_report=write_report,
+        ledgers=ledgers,
+        extra={"reproducibility": reproducibility_record(job.config, started)},
     )
     return SimulationResult(run_dir, outcome["status"], metrics)
