@@ -275,6 +275,24 @@ def _run_ledger_edit(edit: Callable[[dict], None]) -> Callable[[Path], None]:
     return plant
 
 
+def _run_ledger_rechained(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """Edit the record and re-hash it and the head: a consistent chain (no key) that carries
+    a hostile field value, so the reader's field validation is what must refuse it."""
+
+    def plant(ws: Path) -> None:
+        from confide.privacy.run_ledger import _hash
+
+        path = ws / "runs" / "run-ledger.jsonl"
+        record = json.loads(path.read_text(encoding="utf-8"))
+        edit(record)
+        record["hash"] = _hash(record)
+        path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        head = path.with_name(path.name + ".head")
+        head.write_text(json.dumps({"count": 1, "head": record["hash"]}) + "\n", "utf-8")
+
+    return plant
+
+
 def _model(edit: Callable[[dict], None]) -> Callable[[Path], None]:
     def plant(ws: Path) -> None:
         path = ws / "run" / "model.pt"
@@ -505,7 +523,7 @@ CASES: list[Case] = [
         "run-ledger-epsilon-text",
         "ledger",
         "ledger-show",
-        _run_ledger_edit(lambda r: r["epsilon"].update(shop_a=MARKER)),
+        _run_ledger_rechained(lambda r: r["epsilon"].update(shop_a=MARKER)),
         ("run-ledger.jsonl", "epsilon", "rule"),
     ),
     # model files

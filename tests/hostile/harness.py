@@ -24,6 +24,9 @@ from pathlib import Path
 __all__ = ["CPU_LIMIT_S", "WALL_LIMIT_S", "Result", "check_refusal", "run_confide", "snapshot"]
 
 CPU_LIMIT_S = 10.0  # user + system seconds of the confide process and its children
+# `confide ...` prints expected failures as "error: ..."; `confide ledger show|verify` print
+# their verdict on a broken ledger as "FAILED: ...".
+ERROR_PREFIXES = ("error: ", "FAILED: ")
 WALL_LIMIT_S = 90.0  # a hang (FIFO read, engine wait) runs into this; the CPU limit is the bar
 
 
@@ -118,8 +121,8 @@ def check_refusal(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if len(lines) != 1:
         problems.append(f"{len(lines)} lines on stderr, expected exactly one error line")
-    elif not lines[0].startswith("error: "):
-        problems.append("the stderr line is not an 'error: ...' line")
+    elif not lines[0].startswith(ERROR_PREFIXES):
+        problems.append("the stderr line is not an error line ('error: ' or 'FAILED: ')")
     else:
         missing = [text for text in expect if text not in lines[0]]
         if missing:

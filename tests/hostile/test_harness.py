@@ -69,3 +69,11 @@ def test_the_runner_measures_a_real_child_and_snapshot_sees_new_files(tmp_path):
     assert result.cpu_s > 0 and sys.executable
     (tmp_path / "new").write_text("x")
     assert snapshot(tmp_path) != before
+
+
+def test_a_line_that_is_not_an_error_line_is_detected():
+    plain = CLEAN.removeprefix("error: ")
+    assert _check(_result(stderr=plain)) == [
+        "the stderr line is not an error line ('error: ' or 'FAILED: ')"
+    ]
+    assert _check(_result(stderr="FAILED: " + plain)) == []
