@@ -98,25 +98,16 @@ def _optional_path(config: dict[str, Any], key: str) -> Path | None:
     return Path(str(value)).expanduser() if value not in (None, "") else None
 
 
-#: The one place a received job may carry ``_target_``: the coordinator's own strategy class,
-#: which it builds on its machine. A node never reads, imports or instantiates it.
-_COORDINATOR_STRATEGY = frozenset({("strategy", "algorithm", "_target_")})
-
-
 def refuse_instantiation(received: object) -> None:
     """Refuse a received job holding a Hydra instantiation key (``_target_``, ``_args_``, ...)
-    anywhere, except the coordinator's own ``strategy.algorithm._target_`` (a plain string).
+    anywhere, the strategy section included (the coordinator names its strategy from its own
+    registry).
 
     A node treats everything it receives as data: its model comes from the fixed registry by
     name (:mod:`confide.modeling.factory`). This runs before the node touches its ledger."""
     if not isinstance(received, dict):
         raise NodeRefusal("run config 'confide-job': not a JSON object (rule: job format)")
-    strategy = received.get("strategy")
-    algorithm = strategy.get("algorithm") if isinstance(strategy, dict) else None
-    if isinstance(algorithm, dict) and not isinstance(algorithm.get("_target_", ""), str):
-        hidden: str | None = "strategy.algorithm._target_"
-    else:
-        hidden = find_instantiation_key(received, _COORDINATOR_STRATEGY)
+    hidden = find_instantiation_key(received)
     if hidden is not None:
         raise NodeRefusal(
             f"run config 'confide-job': field '{hidden}' asks the node to instantiate code; a "

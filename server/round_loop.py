@@ -24,7 +24,7 @@ __all__ = ["run_rounds"]
 def run_rounds(
     strategy: ConfideStrategy,
     grid: Grid,
-    algorithm_cfg: Mapping[str, Any],
+    strategy_cfg: Mapping[str, Any],
     secure: SecureSettings,
     initial_arrays: ArrayRecord,
     num_rounds: int,
@@ -32,7 +32,8 @@ def run_rounds(
     train_config: ConfigRecord,
     evaluate_config: ConfigRecord,
 ) -> ArrayRecord:
-    """Run every round and return the final global arrays."""
+    """Run every round and return the final global arrays (``strategy_cfg`` is the job's
+    ``strategy`` section: registry name and algorithm arguments)."""
     if not secure.secagg.enabled:
         result = strategy.start(
             grid=grid,
@@ -43,7 +44,7 @@ def run_rounds(
             evaluate_config=evaluate_config,
         )
         return result.arrays
-    check_secagg_strategy(algorithm_cfg)
+    check_secagg_strategy(strategy_cfg)
     return run_secagg_rounds(
         strategy,
         grid,
@@ -53,5 +54,5 @@ def run_rounds(
         timeout,
         train_config,
         evaluate_config,
-        int(algorithm_cfg.get("min_available_nodes", 2)),
+        int((strategy_cfg.get("algorithm") or {}).get("min_available_nodes", 2)),
     )

@@ -50,7 +50,12 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from confide.server.strategy import ConfideStrategy, FederationStopped, stop_if_too_few
+from confide.server.strategy import (
+    ConfideStrategy,
+    FederationStopped,
+    check_secagg_strategy,
+    stop_if_too_few,
+)
 from confide.settings import SecureConfigError, SecureSettings
 from confide.wire import ARRAY_KEYS_KEY, PER_NODE_TRAIN_METRICS, STATUS_FAILED, STATUS_OK
 
@@ -60,18 +65,6 @@ __all__ = [
     "check_secagg_strategy",
     "run_secagg_rounds",
 ]
-
-_AGGREGATORS_WITH_SECAGG = ("FedAvg", "FedProx")
-
-
-def check_secagg_strategy(algorithm_cfg: Mapping[str, Any]) -> None:
-    """SecAgg+ only yields the weighted mean: refuse server optimisers that need more."""
-    target = str(algorithm_cfg.get("_target_", ""))
-    if target.rsplit(".", 1)[-1] not in _AGGREGATORS_WITH_SECAGG:
-        raise SecureConfigError(
-            f"secure.secagg works with strategy fedavg or fedprox, not '{target}': SecAgg+ "
-            "reveals only the weighted mean of the nodes' weights (rule: secure aggregation)"
-        )
 
 
 def _fitres_status(res: FitRes) -> tuple[str, str, str]:

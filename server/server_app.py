@@ -72,7 +72,7 @@ def run_federation(
         recorder = RunRecorder(run_dir / HISTORY_FILE, on_round_end)
     algorithm = job.config["strategy"]["algorithm"]
     strategy = ConfideStrategy(
-        build_strategy(algorithm, job.secure),
+        build_strategy(job.config["strategy"], job.secure),
         recorder,
         int(algorithm.get("min_train_nodes", 1)),
     )
@@ -81,7 +81,7 @@ def run_federation(
         final_arrays = run_rounds(
             strategy,
             grid,
-            algorithm,
+            job.config["strategy"],
             job.secure,
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=job.rounds,

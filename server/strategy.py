@@ -1,4 +1,5 @@
-"""Strategy construction from Hydra config, and the wrapper Confide puts around it.
+"""Strategy construction by registry name (:mod:`confide.server.strategy_registry`), and the
+wrapper Confide puts around it.
 
 The wrapper (like Flower's DP wrappers, it wraps rather than copies) sorts replies by node so
 aggregation is deterministic, separates nodes that refused (with their reasons) from nodes that
@@ -8,25 +9,26 @@ nodes than the minimum could train.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import Strategy
-from hydra.utils import instantiate
 
 from confide.modeling.errors import ConfideError
 from confide.server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
 from confide.server.client_dp import UNIT_WEIGHT_KEY, wrap_client_dp
 from confide.server.recorder import RunRecorder
+from confide.server.strategy_registry import STRATEGIES, parse_strategy
 from confide.server.strategy_wrapper import StrategyWrapper
-from confide.settings import SecureSettings
+from confide.settings import SecureConfigError, SecureSettings
 from confide.wire import PER_NODE_TRAIN_METRICS, STATUS_FAILED, STATUS_KEY, STATUS_OK
 
 __all__ = [
     "ConfideStrategy",
     "FederationStopped",
     "build_strategy",
+    "check_secagg_strategy",
     "stop_if_too_few",
 ]
 
@@ -39,25 +41,36 @@ class FederationStopped(ConfideError):
         self.reasons = reasons
 
 
-def build_strategy(algorithm_cfg: dict[str, Any], secure: SecureSettings | None = None) -> Strategy:
-    """Instantiate the configured Flower strategy with Confide's metric aggregation; with
-    ``secure.client_dp`` on, wrapped in Flower's fixed-clipping DP wrapper (server.client_dp)."""
+def build_strategy(
+    strategy_cfg: Mapping[str, Any], secure: SecureSettings | None = None
+) -> Strategy:
+    """Build the registered Flower strategy named in ``strategy_cfg`` (``name`` plus validated
+    ``algorithm`` keyword arguments) with Confide's metric aggregation; with ``secure.client_dp``
+    on, wrapped in Flower's fixed-clipping DP wrapper (server.client_dp). With SecAgg+ on, a
+    strategy that needs more than the weighted mean is refused."""
     secure = secure if secure is not None else SecureSettings()
-    cfg = {k: v for k, v in algorithm_cfg.items()}
+    entry, kwargs = parse_strategy(strategy_cfg)
+    if secure.secagg.enabled:
+        check_secagg_strategy(strategy_cfg)
     extra = {"weighted_by_key": UNIT_WEIGHT_KEY} if secure.unit_weights else {}
-    try:
-        inner = instantiate(
-            cfg,
-            train_metrics_aggr_fn=aggregate_train_metrics,
-            evaluate_metrics_aggr_fn=aggregate_eval_metrics,
-            **extra,
+    inner = entry.cls(
+        **kwargs,
+        train_metrics_aggr_fn=aggregate_train_metrics,
+        evaluate_metrics_aggr_fn=aggregate_eval_metrics,
+        **extra,
+    )
+    return wrap_client_dp(inner, secure, int(kwargs.get("min_train_nodes", 1)))
+
+
+def check_secagg_strategy(strategy_cfg: Mapping[str, Any]) -> None:
+    """SecAgg+ only yields the weighted mean: refuse server optimisers that need more."""
+    entry, _ = parse_strategy(strategy_cfg)
+    if not entry.secagg:
+        allowed = " or ".join(name for name in STRATEGIES if STRATEGIES.get(name).secagg)
+        raise SecureConfigError(
+            f"secure.secagg works with strategy {allowed}, not '{entry.name}': SecAgg+ "
+            "reveals only the weighted mean of the nodes' weights (rule: secure aggregation)"
         )
-    except Exception as exc:
-        raise ConfideError(
-            f"strategy: cannot build {cfg.get('_target_')} ({type(exc).__name__}: {exc}) "
-            "(rule: strategy config)"
-        ) from exc
-    return wrap_client_dp(inner, secure, int(cfg.get("min_train_nodes", 1)))
 
 
 def _status(msg: Message) -> tuple[str, str, str]:

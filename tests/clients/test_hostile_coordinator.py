@@ -137,16 +137,23 @@ def test_a_target_anywhere_in_the_job_is_refused(tmp_path, deployment, where, fi
     )
 
 
-def test_the_coordinator_strategy_class_must_be_a_plain_string(tmp_path, deployment):
+@pytest.mark.parametrize("key", ["_target_", "_args_", "_partial_", "_recursive_", "_convert_"])
+@pytest.mark.parametrize("as_text", [True, False], ids=["plain-string", "attack-tree"])
+def test_a_strategy_class_path_is_refused_too(tmp_path, deployment, key, as_text):
+    """The coordinator names its strategy from its registry: a node no longer accepts even a
+    plain-string ``strategy.algorithm._target_`` (it used to, as the coordinator's class)."""
     cfg, job = deployment
     victim = tmp_path / "victim.txt"
     shared = copy.deepcopy(cfg)
-    shared["strategy"]["algorithm"]["_target_"] = attack(victim)
+    shared["strategy"]["algorithm"][key] = (
+        "flwr.serverapp.strategy.FedAvg" if as_text else attack(victim)
+    )
     ledger = tmp_path / "ledger.json"
     reply = deliver(job, shared, ledger)
     assert not victim.exists() and not ledger.exists()
+    assert status(reply)["status"] == "refused"
     assert status(reply)["reason"] == (
-        "run config 'confide-job': field 'strategy.algorithm._target_' asks the node to "
+        f"run config 'confide-job': field 'strategy.algorithm.{key}' asks the node to "
         f"instantiate code; {JOB_IS_DATA}"
     )
 

@@ -26,7 +26,7 @@ def test_each_option_composes_and_validates(group, option):
     assert job.nodes and job.task.input_dim > 0
     model = build_model(job.model_name, job.model_net.params, job.task.input_dim)
     assert sum(p.numel() for p in model.parameters()) > job.task.input_dim
-    strategy = build_strategy(job.config["strategy"]["algorithm"])
+    strategy = build_strategy(job.config["strategy"])
     assert type(strategy).__name__.lower() == job.strategy_name
 
 

@@ -92,7 +92,7 @@ def _round(tmp_path: Path, noise_multiplier: float):
     secure = parse_secure(config)
     assert secure.client_dp.clipping_norm == 2.0 and secure.client_dp.clipping == "client"
     secure = replace(secure, client_dp=replace(secure.client_dp, noise_multiplier=noise_multiplier))
-    inner = build_strategy(config["strategy"]["algorithm"], secure)
+    inner = build_strategy(config["strategy"], secure)
     strategy = ConfideStrategy(inner, RunRecorder(tmp_path / "history.json"), 3)
     job = parse_job(config)
     proposal = Proposal("run-cdp", 0, 1, 42, job.dp, job.train).to_config()

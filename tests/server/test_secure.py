@@ -21,7 +21,7 @@ GROUP = ["off", "secagg", "client_dp", "secagg_client_dp"]
 @pytest.mark.parametrize("choice", GROUP)
 def test_every_secure_choice_composes_and_builds(choice):
     cfg = to_container(compose_config([f"secure={choice}"]))
-    strategy = build_strategy(cfg["strategy"]["algorithm"], parse_secure(cfg))
+    strategy = build_strategy(cfg["strategy"], parse_secure(cfg))
     if choice == "client_dp":
         assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping)
         assert isinstance(strategy.strategy, UniformWeights)
@@ -37,7 +37,7 @@ def test_default_is_off():
 
 def test_server_side_clipping_option_and_refusals():
     cfg = to_container(compose_config(["secure=client_dp", "secure.client_dp.clipping=server"]))
-    strategy = build_strategy(cfg["strategy"]["algorithm"], parse_secure(cfg))
+    strategy = build_strategy(cfg["strategy"], parse_secure(cfg))
     assert isinstance(strategy, DifferentialPrivacyServerSideFixedClipping)
     bad = to_container(
         compose_config(["secure=secagg_client_dp", "secure.client_dp.clipping=server"])
@@ -45,6 +45,4 @@ def test_server_side_clipping_option_and_refusals():
     with pytest.raises(SecureConfigError, match="never sees one node's update"):
         parse_secure(bad)
     with pytest.raises(SecureConfigError, match="fedavg or fedprox"):
-        check_secagg_strategy(
-            to_container(compose_config(["strategy=fedadam"]))["strategy"]["algorithm"]
-        )
+        check_secagg_strategy(to_container(compose_config(["strategy=fedadam"]))["strategy"])
