@@ -16,25 +16,23 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from confide.core.errors import ConfideError
 from confide.core.paths import check_output_path
 from confide.core.signals import Terminated, terminate_as_exception
-from confide.privacy.apply import DEFAULT_CHUNKSIZE, apply_file, decrypt_file, rotate_file
-from confide.privacy.keys import (
-    ENV_KEYRING,
-    ENV_KEYRING_FILE,
-    Keyring,
-    add_key,
-    new_keyring_file,
-)
-from confide.privacy.pii_scan import scan_file
-from confide.privacy.policy import load_policy
+
+if TYPE_CHECKING:
+    from confide.privacy.keys import Keyring
 
 __all__ = ["keys_app", "privacy_app"]
+
+#: Rows per chunk unless ``--chunksize`` says otherwise; equal to
+#: ``confide.privacy.apply.DEFAULT_CHUNKSIZE`` (checked in tests/confide/test_cli_imports.py),
+#: repeated here so that ``--help`` need not import the pandas-based transforms.
+DEFAULT_CHUNKSIZE = 100_000
 
 privacy_app = typer.Typer(
     help="Privacy policies, transforms, PII scan.",
@@ -72,11 +70,15 @@ def _expected_errors(fn):
 
 def _check_out(out: Path, policy: Path, data: Path, keys: Path | None) -> None:
     """Refuse an output path that is (or links to) the policy, the data or the key file."""
+    from confide.privacy.keys import ENV_KEYRING_FILE
+
     key_file = keys if keys is not None else os.environ.get(ENV_KEYRING_FILE) or None
     check_output_path(out, {"policy": policy, "data file": data, "key file": key_file})
 
 
 def _keyring(keys: Path | None, required: bool) -> Keyring | None:
+    from confide.privacy.keys import ENV_KEYRING, ENV_KEYRING_FILE, Keyring
+
     if (
         keys is not None
         or required
@@ -97,6 +99,8 @@ ChunkOpt = Annotated[int, typer.Option("--chunksize", min=1, help="Rows per chun
 @_expected_errors
 def check_policy(policy: Annotated[Path, typer.Argument(help="Policy YAML file.")]) -> None:
     """Validate a policy file and print its columns, tiers and transforms."""
+    from confide.privacy.policy import load_policy
+
     pol = load_policy(policy)
     typer.echo(
         f"policy {pol.source}: dataset '{pol.dataset}', tier {pol.tier.value}, "
@@ -122,6 +126,9 @@ def scan(
     node: Annotated[str, typer.Option("--node")] = "local",
 ) -> None:
     """Find columns whose content looks like identity data."""
+    from confide.privacy.pii_scan import scan_file
+    from confide.privacy.policy import load_policy
+
     pol = load_policy(policy) if policy is not None else None
     report = scan_file(data, pol, node=node)
     if as_json:
@@ -144,6 +151,9 @@ def apply(
     chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
 ) -> None:
     """Apply a policy to a data file (schema check, transforms, drops)."""
+    from confide.privacy.apply import apply_file
+    from confide.privacy.policy import load_policy
+
     _check_out(out, policy, data, keys)
     pol = load_policy(policy)
     needs = any(c.spec.needs_key for c in pol.columns.values())
@@ -166,6 +176,9 @@ def decrypt(
     chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
 ) -> None:
     """Owner-side: decrypt the encrypt:* columns of an applied file."""
+    from confide.privacy.apply import decrypt_file
+    from confide.privacy.policy import load_policy
+
     _check_out(out, policy, data, keys)
     stats = decrypt_file(load_policy(policy), data, out, _keyring(keys, True), chunksize)
     typer.echo(f"wrote {stats.out_path}: {stats.rows} rows decrypted")
@@ -181,6 +194,9 @@ def rotate(
     chunksize: ChunkOpt = DEFAULT_CHUNKSIZE,
 ) -> None:
     """Re-encrypt the encrypt:* columns under the key file's active key."""
+    from confide.privacy.apply import rotate_file
+    from confide.privacy.policy import load_policy
+
     _check_out(out, policy, data, keys)
     ring = _keyring(keys, True)
     stats = rotate_file(load_policy(policy), data, out, ring, chunksize)
@@ -191,6 +207,8 @@ def rotate(
 @_expected_errors
 def keys_new(path: Annotated[Path, typer.Argument(help="Key file to create (mode 600).")]) -> None:
     """Create a key file with one random key; refuses to overwrite."""
+    from confide.privacy.keys import new_keyring_file
+
     ring = new_keyring_file(path)
     typer.echo(f"wrote {path} (mode 600) with active key '{ring.active}'")
 
@@ -199,5 +217,7 @@ def keys_new(path: Annotated[Path, typer.Argument(help="Key file to create (mode
 @_expected_errors
 def keys_rotate(path: Annotated[Path, typer.Argument(help="Existing key file.")]) -> None:
     """Add a new random key and make it active; old keys stay for decryption."""
+    from confide.privacy.keys import add_key
+
     kid = add_key(path)
     typer.echo(f"added key '{kid}' to {path}; it is now active")
