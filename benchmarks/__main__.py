@@ -15,7 +15,6 @@ import logging
 import subprocess
 import sys
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -203,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {SECTIONS}")
-    warnings.filterwarnings("ignore", category=UserWarning)
     logging.getLogger("flwr").setLevel(logging.WARNING)
     started, started_at = time.perf_counter(), datetime.now(UTC)
     results: dict[str, Any] = {"machine": machine_info()}
