@@ -15,12 +15,12 @@ import torch
 
 from confide.benchmarks.common import base_config, federation_nodes, load_nodes, machine_info
 from confide.benchmarks.engine_overhead import engine_config
-from confide.simulations.in_process import plain_fedavg, weighted_average
 from confide.benchmarks.report import render
 from confide.benchmarks.scale import generate_encoded
 from confide.benchmarks.utility import summarise
 from confide.job import parse_job
 from confide.modeling.model_io import load_model
+from confide.simulations.in_process import plain_fedavg, weighted_average
 from confide.simulations.simulate import simulate
 from tests.epsilon_checks import assert_run_epsilon
 
