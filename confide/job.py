@@ -16,6 +16,7 @@ from confide.modeling.task_spec import TaskSpec, parse_task_spec
 from confide.modeling.training_settings import DPSettings, TrainSettings
 from confide.partition_spec import PartitionError, parse_partition
 from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
+from confide.strategy_spec import StrategyConfigError, parse_strategy
 
 __all__ = [
     "Job",
@@ -302,6 +303,10 @@ def parse_job(config: Mapping[str, Any]) -> Job:
     momentum = _float(train_raw.get("momentum", 0.0), "train.momentum", "train")
     if not 0 <= momentum < 1:
         raise JobError("config train.momentum: must be in [0, 1) (rule: train)")
+    try:  # a registry name with allowed, range-checked arguments; never a class path
+        parse_strategy(config.get("strategy"))
+    except StrategyConfigError as exc:
+        raise JobError(str(exc)) from None
     mu = config["strategy"]["algorithm"].get("proximal_mu", 0.0)
     proximal_mu = _float(mu, "strategy.algorithm.proximal_mu", "strategy")
     if proximal_mu < 0:

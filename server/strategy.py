@@ -1,5 +1,5 @@
-"""Strategy construction by registry name (:mod:`confide.server.strategy_registry`), and the
-wrapper Confide puts around it.
+"""Strategy construction by registry name (:mod:`confide.strategy_spec`), and the wrapper
+Confide puts around it.
 
 The wrapper (like Flower's DP wrappers, it wraps rather than copies) sorts replies by node so
 aggregation is deterministic, separates nodes that refused (with their reasons) from nodes that
@@ -10,21 +10,23 @@ nodes than the minimum could train.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from flwr.app import ArrayRecord, Message, MetricRecord
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
 
 from confide.modeling.errors import ConfideError
 from confide.server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
 from confide.server.client_dp import UNIT_WEIGHT_KEY, wrap_client_dp
 from confide.server.recorder import RunRecorder
-from confide.server.strategy_registry import STRATEGIES, parse_strategy
 from confide.server.strategy_wrapper import StrategyWrapper
 from confide.settings import SecureConfigError, SecureSettings
+from confide.strategy_spec import STRATEGIES, StrategyConfigError, parse_strategy
 from confide.wire import PER_NODE_TRAIN_METRICS, STATUS_FAILED, STATUS_KEY, STATUS_OK
 
 __all__ = [
+    "STRATEGY_CLASSES",
     "ConfideStrategy",
     "FederationStopped",
     "build_strategy",
@@ -41,6 +43,13 @@ class FederationStopped(ConfideError):
         self.reasons = reasons
 
 
+#: The Flower class of each registered strategy name (the registry itself, with each strategy's
+#: allowed arguments, is Flower-free: :data:`confide.strategy_spec.STRATEGIES`).
+STRATEGY_CLASSES: Mapping[str, type[Strategy]] = MappingProxyType(
+    {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
+)
+
+
 def build_strategy(
     strategy_cfg: Mapping[str, Any], secure: SecureSettings | None = None
 ) -> Strategy:
@@ -53,7 +62,12 @@ def build_strategy(
     if secure.secagg.enabled:
         check_secagg_strategy(strategy_cfg)
     extra = {"weighted_by_key": UNIT_WEIGHT_KEY} if secure.unit_weights else {}
-    inner = entry.cls(
+    cls = STRATEGY_CLASSES.get(entry.name)
+    if cls is None:
+        raise StrategyConfigError(
+            f"strategy.name: '{entry.name}' has no server implementation (rule: strategy registry)"
+        )
+    inner = cls(
         **kwargs,
         train_metrics_aggr_fn=aggregate_train_metrics,
         evaluate_metrics_aggr_fn=aggregate_eval_metrics,

@@ -8,23 +8,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flwr.serverapp.strategy import FedAvg
 from hydra.utils import instantiate
 
 from confide import conf
 from confide.config import compose_config, to_container
+from confide.job import JobError, parse_job
 from confide.modeling.factory import find_instantiation_key
 from confide.server.aggregation import aggregate_eval_metrics, aggregate_train_metrics
-from confide.server.strategy import build_strategy
-from confide.server.strategy_registry import (
-    _COMMON,
+from confide.server.strategy import STRATEGY_CLASSES, build_strategy
+from confide.settings import SecureConfigError, parse_secure
+from confide.strategy_spec import (
+    COMMON_PARAMS,
     STRATEGIES,
     StrategyConfigError,
     StrategyEntry,
     StrategyRegistry,
     StrategyRegistryError,
 )
-from confide.settings import SecureConfigError, parse_secure
 
 RULE = "(rule: strategy registry)"
 ROOT = Path(conf.__file__).parent.parent
@@ -175,17 +175,17 @@ def test_control_the_shipped_configs_build():
 
 def test_a_registration_never_replaces_another():
     registry = StrategyRegistry()
-    first = registry.register(StrategyEntry("mine", FedAvg, _COMMON, secagg=True))
+    first = registry.register(StrategyEntry("mine", COMMON_PARAMS, secagg=True))
     with pytest.raises(StrategyRegistryError) as err:
-        registry.register(StrategyEntry("mine", FedAvg, {}, secagg=False))
+        registry.register(StrategyEntry("mine", {}, secagg=False))
     assert str(err.value) == (
         f"strategy 'mine' is already registered; a registration never replaces another {RULE}"
     )
     assert registry.get("mine") is first
     with pytest.raises(StrategyRegistryError):
-        STRATEGIES.register(StrategyEntry("fedavg", FedAvg, {}, secagg=True))
-    assert STRATEGIES.get("fedavg").params is _COMMON
-    registry.register(StrategyEntry("other", FedAvg, _COMMON, secagg=True))  # control
+        STRATEGIES.register(StrategyEntry("fedavg", {}, secagg=True))
+    assert STRATEGIES.get("fedavg").params is COMMON_PARAMS
+    registry.register(StrategyEntry("other", COMMON_PARAMS, secagg=True))  # control
     assert list(registry) == ["mine", "other"]
 
 
@@ -220,3 +220,27 @@ def test_secagg_refuses_a_strategy_that_needs_more_than_the_mean_at_build_time()
     for name in ("fedavg", "fedprox"):  # control: the mean-only strategies build with SecAgg+
         ok = to_container(compose_config(["secure=secagg", f"strategy={name}"]))
         assert type(build_strategy(ok["strategy"], parse_secure(ok))).__name__.lower() == name
+
+
+def test_every_registered_name_has_its_flower_class():
+    assert list(STRATEGIES) == ["fedadam", "fedavg", "fedprox"]
+    assert set(STRATEGY_CLASSES) == set(STRATEGIES)
+    assert [STRATEGY_CLASSES[n].__name__ for n in STRATEGIES] == ["FedAdam", "FedAvg", "FedProx"]
+
+
+def test_the_job_parser_checks_the_strategy_before_anything_starts():
+    """preflight (parse_job) refuses a bad strategy with the registry's sentence as a JobError,
+    so no engine starts and nothing is written (this module is Flower-free)."""
+    cfg = to_container(compose_config(["strategy=fedprox"]))
+    parse_job(cfg)  # control: the shipped config parses
+    cfg["strategy"]["algorithm"]["proximal_mu"] = float("inf")
+    with pytest.raises(JobError) as err:
+        parse_job(cfg)
+    assert str(err.value) == f"strategy.algorithm.proximal_mu: must be a finite number >= 0 {RULE}"
+    cfg = to_container(compose_config([]))
+    cfg["strategy"]["name"] = "fedyogi"
+    with pytest.raises(JobError) as err:
+        parse_job(cfg)
+    assert str(err.value) == (
+        f"strategy.name: not a registered strategy (registered: fedadam, fedavg, fedprox) {RULE}"
+    )

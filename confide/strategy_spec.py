@@ -4,6 +4,9 @@ A strategy config is data: ``{"name": "fedprox", "algorithm": {"proximal_mu": 0.
 name must be registered here; every keyword argument must be on that strategy's allow-list and
 is checked for type and range. No class path is read from a config: Hydra's ``_target_`` family
 of keys is refused outright, on the coordinator as on the nodes.
+
+This module is Flower-free so that the job parser checks the strategy before anything starts;
+the server maps each registered name to its Flower class (:mod:`confide.server.strategy`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
-
 from confide.core.errors import ConfideError
 from confide.modeling.factory import find_instantiation_key
 
 __all__ = [
+    "COMMON_PARAMS",
     "STRATEGIES",
     "Param",
     "StrategyConfigError",
@@ -77,7 +79,7 @@ _POSITIVE = Param(float, lambda v: v > 0.0, "> 0")
 _BETA = Param(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 #: Sampling and minimums every Message-API strategy takes.
-_COMMON: Mapping[str, Param] = MappingProxyType(
+COMMON_PARAMS: Mapping[str, Param] = MappingProxyType(
     {
         "fraction_train": _FRACTION,
         "fraction_evaluate": _FRACTION,
@@ -90,11 +92,10 @@ _COMMON: Mapping[str, Param] = MappingProxyType(
 
 @dataclass(frozen=True)
 class StrategyEntry:
-    """A registered strategy: its Flower class, the keyword arguments a config may set, and
-    whether SecAgg+ can run it (SecAgg+ reveals only the weighted mean of the nodes' weights)."""
+    """A registered strategy: the keyword arguments a config may set, and whether SecAgg+ can
+    run it (SecAgg+ reveals only the weighted mean of the nodes' weights)."""
 
     name: str
-    cls: type[Strategy]
     params: Mapping[str, Param]
     secagg: bool
 
@@ -152,22 +153,20 @@ class StrategyRegistry:
 
 
 STRATEGIES = StrategyRegistry()
-STRATEGIES.register(StrategyEntry("fedavg", FedAvg, _COMMON, secagg=True))
+STRATEGIES.register(StrategyEntry("fedavg", COMMON_PARAMS, secagg=True))
 STRATEGIES.register(
     StrategyEntry(
         "fedprox",
-        FedProx,
-        MappingProxyType({**_COMMON, "proximal_mu": _NON_NEGATIVE}),
+        MappingProxyType({**COMMON_PARAMS, "proximal_mu": _NON_NEGATIVE}),
         secagg=True,
     )
 )
 STRATEGIES.register(
     StrategyEntry(
         "fedadam",
-        FedAdam,
         MappingProxyType(
             {
-                **_COMMON,
+                **COMMON_PARAMS,
                 "eta": _POSITIVE,
                 "eta_l": _POSITIVE,
                 "beta_1": _BETA,
