@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -237,22 +235,13 @@ class Keyring:
 def _write_new_private(path: Path, text: str) -> None:
     """Create ``path`` (mode 0o600) atomically; refuses an existing path (also a symlink)."""
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # atomic and fails if ``path`` exists
+        atomic_write_text(path, text, file_mode=0o600, overwrite=False)
     except FileExistsError:
         raise KeyMaterialError(
             f"{path}: key file already exists (rule KEY-OVERWRITE); "
             "use 'confide keys rotate' to add a key"
         ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def new_keyring_file(path: str | Path, key_id: str = "k1") -> Keyring:

@@ -41,7 +41,6 @@ the head atomically.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -55,7 +54,12 @@ from pathlib import Path
 from typing import Any
 
 from confide.core.errors import ConfideError
-from confide.core.files import atomic_write_bytes, atomic_write_text, read_regular_file
+from confide.core.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    file_lock,
+    read_regular_file,
+)
 
 from .budget_ledger import BudgetLedger, LedgerError, budget_anchor
 from .errors import PrivacyError
@@ -246,13 +250,8 @@ class RunLedger:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.path):
+            yield
 
     # ------------------------------------------------------------------ reading
 

@@ -41,7 +41,6 @@ Identity columns are drawn independently of behaviour (they carry no signal).
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from confide.core.files import atomic_writer
 from confide.simulations import identities as ids
 from confide.simulations.node_profiles import NodeProfile
 
@@ -382,17 +382,8 @@ def generate_customers(profile: NodeProfile, seed: int, n_rows: int | None = Non
 def write_node_csv(node: SyntheticNode, path: str | os.PathLike[str]) -> Path:
     """Write the node's customer table (no truth columns) as UTF-8 CSV, atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            node.frame.to_csv(fh, index=False, lineterminator="\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target, "w") as fh:
+        node.frame.to_csv(fh, index=False, lineterminator="\n")
     return target
 
 

@@ -59,17 +59,24 @@ def _temp_prefix(target: Path) -> str:
 
 @contextlib.contextmanager
 def atomic_writer(
-    path: str | Path, mode: str = "w", *, file_mode: int | None = None
+    path: str | Path,
+    mode: str = "w",
+    *,
+    file_mode: int | None = None,
+    overwrite: bool = True,
 ) -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
 
     ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. ``file_mode`` (e.g. ``0o600``) is applied to
-    the temporary file before any byte is written. On any exception the temporary file is removed
-    and ``path`` is left as it was.
+    the temporary file before any byte is written. With ``overwrite=False`` the file is created
+    with a hard link instead of a rename, which fails with ``FileExistsError`` when ``path``
+    exists (also as a symlink), atomically. On any exception the temporary file is removed and
+    ``path`` is left as it was.
     """
     if mode not in ("w", "wb"):
         raise ValueError("atomic_writer mode must be 'w' or 'wb'")
-    target = resolve_write_target(path)
+    # a new file is created at ``path`` itself (an existing symlink there is refused by link())
+    target = resolve_write_target(path) if overwrite else Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
     try:
@@ -80,7 +87,11 @@ def atomic_writer(
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -93,9 +104,11 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, file_mode: int | None =
         handle.write(data)
 
 
-def atomic_write_text(path: str | Path, text: str, *, file_mode: int | None = None) -> None:
+def atomic_write_text(
+    path: str | Path, text: str, *, file_mode: int | None = None, overwrite: bool = True
+) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_writer`)."""
-    with atomic_writer(path, "w", file_mode=file_mode) as handle:
+    with atomic_writer(path, "w", file_mode=file_mode, overwrite=overwrite) as handle:
         handle.write(text)
 
 
