@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -172,9 +173,28 @@ class _EngineWatch:
                 return pull(*args, **kwargs)
 
             grid.pull_messages = guarded_pull  # send_and_receive polls through this attribute
+            self._wait_for_nodes(grid, len(job.nodes))
             run_federation(grid, job, run_id, run_dir, on_round_end)
 
         return server
+
+    def _wait_for_nodes(self, grid: Grid, expected: int, timeout_s: float = 120.0) -> None:
+        """Wait until every simulated node is registered with the grid.
+
+        Flower registers the simulated nodes on the engine's thread while the ServerApp thread
+        starts; a strategy whose ``min_available_nodes`` is below the federation's size would
+        otherwise sample only the nodes registered so far in round 1 (a race, seen when the
+        engine is already warm). Every simulated node exists from the start, so waiting is
+        exact; an engine that dies meanwhile ends the wait through :meth:`stop`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while len(list(grid.get_node_ids())) < expected:
+            if self.stopped.is_set() or time.monotonic() > deadline:
+                raise SimulationEngineError(
+                    f"simulation engine: only {len(list(grid.get_node_ids()))} of {expected} "
+                    f"simulated nodes registered within {timeout_s:g} s (rule: simulation engine)"
+                )
+            time.sleep(0.05)
 
     def stop(self, wait_s: float = 15.0) -> None:
         """Make the ServerApp thread end at its next poll and wait for it."""
@@ -205,7 +225,10 @@ def _flower_log_to_run_dir(run_dir: Path, verbose: bool) -> Iterator[None]:
     handler.setLevel(logging.INFO)
     flwr_logger = logging.getLogger("flwr")
     detached = [] if verbose else list(flwr_logger.handlers)
-    propagate = flwr_logger.propagate
+    propagate, level = flwr_logger.propagate, flwr_logger.level
+    # the run log holds Flower's INFO lines whatever an earlier caller in this process set
+    # (Flower's CLI helpers lower the logger to WARNING), so every run log is complete
+    flwr_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     for existing in detached:
         flwr_logger.removeHandler(existing)
     flwr_logger.propagate = verbose and propagate
@@ -217,6 +240,7 @@ def _flower_log_to_run_dir(run_dir: Path, verbose: bool) -> Iterator[None]:
         for existing in detached:
             flwr_logger.addHandler(existing)
         flwr_logger.propagate = propagate
+        flwr_logger.setLevel(level)
         handler.close()
 
 

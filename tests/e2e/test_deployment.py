@@ -130,9 +130,14 @@ def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path)
     # what left each node (every reply, serialized), the run outputs and every log
     sent = list(_messages(audits["shop_a"]))
     assert {m.metadata.message_type for m in sent} == {MessageType.TRAIN, MessageType.EVALUATE}
-    hits = find_canaries(
-        [*audits.values(), done.run_dir, federation.root / "logs", federation.root / "flwr-home"]
-    )
+    # Flower's home folders, less the installed app bundles: those hold what the coordinator
+    # shipped (pyproject.toml + README.md, whose prose says "canary"), not what a node sent
+    flwr_home = [
+        p
+        for p in (federation.root / "flwr-home").rglob("*")
+        if p.is_file() and "apps" not in p.relative_to(federation.root / "flwr-home").parts
+    ]
+    hits = find_canaries([*audits.values(), done.run_dir, federation.root / "logs", *flwr_home])
     assert hits == []
     # the run directory is finished like a simulation's: metrics, curves, report, ledger record
     metrics = json.loads((done.run_dir / "metrics.json").read_text(encoding="utf-8"))
