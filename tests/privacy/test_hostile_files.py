@@ -34,6 +34,7 @@ from confide.privacy import (
     new_keyring_file,
 )
 from confide.privacy_cli import keys_app, privacy_app
+from tests.privacy.customer_csv import write_customer_csv
 
 from .conftest import POLICY_YAML
 
@@ -41,20 +42,7 @@ runner = CliRunner()
 MARKER = "ZQXJ7731MARKER"
 
 
-def _data(path: Path, n: int = 60) -> None:
-    pd.DataFrame(
-        {
-            "customer_id": [f"C{i}" for i in range(n)],
-            "national_id": ["11010519491231002X"] * n,
-            "mobile": [f"138{i:08d}" for i in range(n)],
-            "email": [f"user{i}@example.com" for i in range(n)],
-            "bank_card": [f"6222{i:012d}" for i in range(n)],
-            "age": ["30"] * n,
-            "monetary_12m": ["1.0"] * n,
-            "province": ["广东省"] * n,
-            "churned": ["0"] * n,
-        }
-    ).to_csv(path, index=False)
+_data = write_customer_csv
 
 
 def _one_line_refusal(result, *needles: str) -> str:
