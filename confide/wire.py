@@ -9,6 +9,10 @@ the server proposes, never overrides.
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,3 +119,146 @@ class Proposal:
                 f"the server's proposal is missing or has a malformed entry ({exc}) "
                 "(rule: proposal format)"
             ) from exc
+
+
+# --- analyses (federated analytics): Flower messages of type QUERY ---------------------------
+# One ConfigRecord under ANALYSIS_KEY in each direction. The spec's wire dict, the centroids and
+# a node's release are nested data, so they travel as JSON text: parsed with ``json.loads`` only
+# (no NaN or Infinity, bounded size), never imported, unpickled or instantiated. The node
+# re-validates the spec itself (``AnalysisSpec.from_wire``) and checks it against its policy.
+
+__all__ += [
+    "ANALYSIS_KEY",
+    "ANALYSIS_STEPS",
+    "AnalysisRequest",
+    "AnalysisWireError",
+    "decode_analysis_reply",
+    "encode_analysis_reply",
+]
+
+ANALYSIS_KEY = "confide-analysis"
+# release: queries + RFM + quality; kmeans: one DP-Lloyd iteration; segments: the final
+# per-segment statistics (the node also keeps its customers' assignments, locally).
+ANALYSIS_STEPS = ("release", "kmeans", "segments")
+MAX_ANALYSIS_JSON = 4 * 1024 * 1024  # bytes of JSON text per field: specs and releases are small
+_ANALYSIS_RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
+
+
+class AnalysisWireError(ConfideError):
+    """An analysis message is incomplete or malformed (one line, never quoting values)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to infinity
+        raise ValueError("non-finite number")
+    return value
+
+
+def _json_field(config: Mapping[str, Any], key: str) -> Any:
+    text = config.get(key)
+    if not isinstance(text, str):
+        raise AnalysisWireError(f"analysis message: field '{key}' must be JSON text (rule: wire)")
+    if len(text.encode("utf-8")) > MAX_ANALYSIS_JSON:
+        raise AnalysisWireError(
+            f"analysis message: field '{key}' is larger than {MAX_ANALYSIS_JSON} bytes (rule: wire)"
+        )
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError):
+        raise AnalysisWireError(
+            f"analysis message: field '{key}' is not valid finite JSON (rule: wire)"
+        ) from None
+
+
+def _dump(value: Any, key: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise AnalysisWireError(
+            f"analysis message: field '{key}' is not plain finite JSON data (rule: wire)"
+        ) from None
+
+
+def _centroids(raw: Any) -> list[list[float]] | None:
+    if raw is None:
+        return None
+    rows = raw if isinstance(raw, list) and raw else None
+    if rows is None or not all(isinstance(r, list) and r for r in rows):
+        raise AnalysisWireError(
+            "analysis message: field 'centroids' must be a non-empty list of non-empty lists "
+            "(rule: wire)"
+        )
+    if len({len(r) for r in rows}) != 1 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for r in rows
+        for v in r
+    ):
+        raise AnalysisWireError(
+            "analysis message: field 'centroids' must hold finite numbers, one length per "
+            "centroid (rule: wire)"
+        )
+    return [[float(v) for v in r] for r in rows]
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """One analysis step the coordinator asks of a node: the run it belongs to (the node's
+    budget-ledger entry), the step, the spec's wire dict, and for k-means the iteration and
+    the current centroids (None: the node starts from the spec's own initialisation)."""
+
+    run_id: str
+    step: str
+    spec: dict[str, Any]
+    iteration: int = 0
+    centroids: list[list[float]] | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        """The ConfigRecord entries (str and int only)."""
+        return {
+            "run-id": self.run_id,
+            "step": self.step,
+            "iteration": int(self.iteration),
+            "spec": _dump(self.spec, "spec"),
+            "centroids": _dump(self.centroids, "centroids"),
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AnalysisRequest:
+        """Parse and check a received request; raises :class:`AnalysisWireError`."""
+        run_id, step, iteration = config.get("run-id"), config.get("step"), config.get("iteration")
+        if not isinstance(run_id, str) or not _ANALYSIS_RUN_ID.fullmatch(run_id):
+            raise AnalysisWireError(
+                "analysis message: field 'run-id' must be 1-200 characters of "
+                "[A-Za-z0-9_.:+-] (rule: wire)"
+            )
+        if step not in ANALYSIS_STEPS:
+            raise AnalysisWireError(
+                f"analysis message: field 'step' must be one of {', '.join(ANALYSIS_STEPS)} "
+                "(rule: wire)"
+            )
+        if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+            raise AnalysisWireError(
+                "analysis message: field 'iteration' must be a non-negative integer (rule: wire)"
+            )
+        spec = _json_field(config, "spec")
+        if not isinstance(spec, dict):
+            raise AnalysisWireError("analysis message: field 'spec' must be an object (rule: wire)")
+        return cls(run_id, str(step), spec, iteration, _centroids(_json_field(config, "centroids")))
+
+
+def encode_analysis_reply(release: Mapping[str, Any]) -> dict[str, str]:
+    """A node's reply entries: its release (JSON-ready numbers, no rows, no ids) as JSON text."""
+    return {"release": _dump(dict(release), "release")}
+
+
+def decode_analysis_reply(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's release from its reply entries; raises :class:`AnalysisWireError`."""
+    release = _json_field(config, "release")
+    if not isinstance(release, dict):
+        raise AnalysisWireError("analysis reply: field 'release' must be an object (rule: wire)")
+    return release

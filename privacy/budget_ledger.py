@@ -35,6 +35,7 @@ from confide.core.files import atomic_write_json, file_lock, read_regular_file
 from .errors import PrivacyError
 
 __all__ = [
+    "RUN_KINDS",
     "BudgetLedger",
     "BudgetRefused",
     "LedgerError",
@@ -49,6 +50,8 @@ _TOLERANCE = 1e-9
 _RULE = "(rule: ledger integrity)"
 _ACCOUNTANT_NUMBERS = ("noise_multiplier", "sample_rate")
 _HISTORY = ("history_sigma", "history_q", "history_steps")
+# What a run entry spent its budget on; an entry without ``kind`` (older ledgers) is training.
+RUN_KINDS = ("training", "analysis")
 
 
 class LedgerError(PrivacyError):
@@ -68,6 +71,7 @@ class RunCharge:
     spent_epsilon: float
     delta: float
     steps: int
+    kind: str = "training"
 
     @property
     def charge(self) -> float:
@@ -161,6 +165,10 @@ def validate_ledger(data: Any, source: str, node: str | None = None) -> dict[str
                 raise LedgerError(f"{where}: field '{stamp}' must be a timestamp string {_RULE}")
         if "accountant" in run:
             _validate_accountant(where, "accountant", run["accountant"], steps)
+        if "kind" in run and run["kind"] not in RUN_KINDS:
+            raise LedgerError(
+                f"{where}: field 'kind' must be one of {', '.join(RUN_KINDS)} {_RULE}"
+            )
         total += max(reserved, spent)
     if "lifetime_epsilon" in data:
         _number(source, "lifetime_epsilon", data["lifetime_epsilon"])
@@ -238,6 +246,7 @@ class BudgetLedger:
                 float(r["spent_epsilon"]),
                 float(r["delta"]),
                 int(r["steps"]),
+                str(r.get("kind", "training")),
             )
             for r in self._read()["runs"]
         ]
@@ -271,13 +280,20 @@ class BudgetLedger:
         planned_epsilon: float,
         delta: float,
         accountant: Mapping[str, Any] | None = None,
+        kind: str = "training",
     ) -> float:
         """Reserve a run's planned epsilon; refuse it if the lifetime budget would be exceeded.
 
-        ``accountant`` is the run's calibrated accountant state, kept with the reservation.
-        Returns the lifetime epsilon remaining after the reservation. Idempotent per run id.
+        ``accountant`` is the run's calibrated accountant state, kept with the reservation;
+        ``kind`` what the budget is for (:data:`RUN_KINDS`; stored only for non-training runs,
+        so training entries keep their earlier shape). Returns the lifetime epsilon remaining
+        after the reservation. Idempotent per run id.
         """
         planned = _number(f"{self.path}: reservation", "planned_epsilon", planned_epsilon)
+        if kind not in RUN_KINDS:
+            raise LedgerError(
+                f"{self.path}: reservation kind must be one of {', '.join(RUN_KINDS)} {_RULE}"
+            )
         with file_lock(self.path):
             data = self._read()
             spent = _lifetime_spent(data["runs"])
@@ -299,6 +315,8 @@ class BudgetLedger:
             }
             if accountant is not None:
                 entry["accountant"] = dict(accountant)
+            if kind != "training":
+                entry["kind"] = kind
             data["runs"].append(entry)
             self._write(data)
             return self.lifetime_epsilon - spent - planned
@@ -309,11 +327,14 @@ class BudgetLedger:
         spent_epsilon: float,
         steps: int,
         accountant: Mapping[str, Any] | None = None,
+        expect_steps: int | None = None,
     ) -> None:
         """Record the run's cumulative epsilon, steps and accountant state after a round.
 
         Refused (nothing written) when the spend or the steps would go down, or the spend would
-        pass the run's reservation: a ledger only ever charges more.
+        pass the run's reservation: a ledger only ever charges more. ``expect_steps``: refuse
+        unless the run has taken exactly that many steps (compare-and-set under the lock, so a
+        step charged before it is computed is charged once, never replayed).
         """
         where = f"{self.path}: run '{run_id}'"
         spent = _number(where, "spent_epsilon", spent_epsilon)
@@ -326,6 +347,11 @@ class BudgetLedger:
                 raise LedgerError(
                     f"{self.path}: run '{run_id}' was never reserved in the ledger "
                     "(rule: reserve before training)"
+                )
+            if expect_steps is not None and int(run["steps"]) != expect_steps:
+                raise LedgerError(
+                    f"{where}: field 'steps': this step was already charged or comes out of "
+                    "order (rule: step order)"
                 )
             if spent < float(run["spent_epsilon"]) or int(steps) < int(run["steps"]):
                 raise LedgerError(

@@ -88,6 +88,8 @@ GENESIS = "0" * 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,200}$")
 _OUTCOMES = ("completed", "stopped")
+# A record's optional ``kind``: absent means a training run (every record before analyses).
+_KINDS = ("training", "analysis")
 MAC_SCHEME = "confide-run-ledger-mac/v2"
 _MAC_LABEL = "run-ledger-mac"
 _LEGACY_SUBKEY = ("pseudonym", "confide-run-ledger", "record-mac")  # before MAC_SCHEME
@@ -604,12 +606,15 @@ class RunLedger:
         outcome: str,
         time: datetime | None = None,
         budget: Mapping[str, Mapping[str, Any]] | None = None,
+        kind: str = "training",
     ) -> dict[str, Any]:
         """Append one run's record (after verifying the ledger); returns the record.
 
-        ``budget``: per node, the anchor of its budget ledger (:func:`budget_anchors`). A ledger
-        still MAC'd under the legacy key is migrated first (once)."""
+        ``budget``: per node, the anchor of its budget ledger (:func:`budget_anchors`);
+        ``kind``: ``training`` (not stored: records keep their earlier shape) or ``analysis``.
+        A ledger still MAC'd under the legacy key is migrated first (once)."""
         _check_fields(run_id, config_sha256, policy_sha256, epsilon, model_sha256, outcome)
+        _check_kind(kind)
         if budget is not None:
             _check_budget(budget)
         with self._locked():
@@ -636,6 +641,8 @@ class RunLedger:
             }
             if budget is not None:
                 record["budget"] = {k: dict(v) for k, v in sorted(budget.items())}
+            if kind != "training":
+                record["kind"] = kind
             record["hash"] = _hash(record)
             if self._key is not None:
                 kid, key = self._key[0], self._key[1]
@@ -700,9 +707,18 @@ def _record_type_error(rec: Mapping[str, Any]) -> str | None:
             if not isinstance(rec["budget"], dict):
                 return "field 'budget' is not an object"
             _check_budget(rec["budget"])
+        if "kind" in rec:
+            _check_kind(rec["kind"])
     except RunLedgerError as exc:
         return "field values break the record rules (" + str(exc).split(": ", 1)[-1] + ")"
     return None
+
+
+def _check_kind(kind: Any) -> None:
+    if kind not in _KINDS:
+        raise RunLedgerError(
+            "run ledger: kind must be training or analysis (rule: run ledger record)"
+        )
 
 
 def _check_budget(budget: Mapping[str, Mapping[str, Any]]) -> None:
@@ -771,12 +787,14 @@ def append_run(
     outcome: str,
     key: tuple[str, bytes] | None = None,
     budget_ledgers: Mapping[str, tuple[str | Path, Mapping[str, Any]]] | None = None,
+    kind: str = "training",
 ) -> dict[str, Any]:
     """Append one run to the ledger at ``path``: the config enters only as the SHA-256 of its
     canonical JSON, the model as the SHA-256 of its file (None when there is none).
     ``budget_ledgers`` (``{node: (ledger path, snapshot)}``) anchors each node's budget ledger
-    in the record, so a later deletion or rewind is detected."""
+    in the record, so a later deletion or rewind is detected; ``kind``: training or analysis."""
     return RunLedger(path, key).append(
+        kind=kind,
         budget=budget_anchors(budget_ledgers) if budget_ledgers else None,
         run_id=run_id,
         config_sha256=hashlib.sha256(canonical_json(config)).hexdigest(),
