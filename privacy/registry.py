@@ -14,6 +14,8 @@ Each :class:`Rule` has a ``scope``:
 * ``"transform"`` / ``"keys"`` - refusals raised by transforms and keyrings (``check`` is None).
 * ``"config"`` - ``check(review) -> list[Finding]`` run by ``privacy.review_rules.evaluate_config``
   on a composed config (plain dicts): transport, secrets, overrides, node files.
+* ``"analysis"`` - a DP analysis on one node (``check`` is None): column findings come from
+  ``confide.analytics.policy_check``, budget findings from ``privacy.analysis_rules``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from . import encryption, generalize, keys, pii_scan, policy, review_rules, rules, values
+from . import (
+    analysis_rules,
+    encryption,
+    generalize,
+    keys,
+    pii_scan,
+    policy,
+    review_rules,
+    rules,
+    values,
+)
 from .findings import SCOPES, SEVERITIES, Finding, Rule, by_id
 
 __all__ = [
@@ -37,7 +49,17 @@ __all__ = [
 ]
 
 # The modules that define rules, in catalogue order.
-DEFINING_MODULES = (keys, values, encryption, generalize, policy, rules, pii_scan, review_rules)
+DEFINING_MODULES = (
+    keys,
+    values,
+    encryption,
+    generalize,
+    policy,
+    rules,
+    pii_scan,
+    review_rules,
+    analysis_rules,
+)
 
 
 def build_registry(definitions: Iterable[Rule]) -> Mapping[str, Rule]:
@@ -60,6 +82,8 @@ _SCOPE_TEXT = {
     "`privacy.review_rules.evaluate_config`)",
     "job": "a job on one node, at job start on the node and in the review "
     "(`privacy.rules.evaluate_job`)",
+    "analysis": "a DP analysis on one node, by the node before anything is computed and by "
+    "`confide audit analysis=NAME` (`analytics.policy_check`, `privacy.analysis_rules`)",
     "parse": "enforced while a policy file is read (`privacy.policy.load_policy`)",
     "column": "each policy column, at parse time",
     "policy": "the whole parsed policy, at parse time",

@@ -20,6 +20,7 @@ from confide import job as job_module
 from confide.clients.node_data import train_rows
 from confide.job import JobError, NodeSpec, resolve_path
 from confide.privacy import RULES, Finding, Policy, PolicyError, load_policy
+from confide.privacy.budget_ledger import BudgetLedger, LedgerError
 from confide.privacy.reader import CsvFormatError, open_csv
 from confide.privacy.review_rules import transport
 from confide.settings import parse_secure
@@ -33,6 +34,7 @@ __all__ = [
     "keys_status",
     "load_node_policy",
     "message_lines",
+    "node_ledger",
     "output_lines",
     "raw_policy",
     "sample_dp",
@@ -208,6 +210,28 @@ def keys_status(node: NodeSpec, generated: bool) -> str:
     if os.name == "posix" and node.keys.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         return "permissions"
     return "ok"
+
+
+def node_ledger(
+    node: NodeSpec, generated: bool, policy: Policy | None, read: bool = True
+) -> tuple[str, float, str | None]:
+    """(where the node's budget ledger is, lifetime epsilon spent so far, why it is unusable):
+    read-only, through the runtime's :class:`BudgetLedger`; a synthetic node without a
+    configured ledger starts a new one every run (spent 0)."""
+    if node.ledger is None and generated:
+        return "new for every run: <run dir>/nodes/<node>/ledger.json (synthetic)", 0.0, None
+    path = node.ledger or (
+        node.data.with_name(f"{node.data.stem}.{node.name}.confide-ledger.json")
+        if node.data
+        else None
+    )
+    spent, error = 0.0, None
+    if read and policy is not None and path is not None:
+        try:
+            spent = BudgetLedger(path, node.name, policy.dp.lifetime_epsilon).spent()
+        except LedgerError as exc:
+            error = str(exc).split(" (rule")[0].split(": ", 1)[-1]
+    return f"{path} (node-local)", spent, error
 
 
 def load_node_policy(node: NodeSpec) -> tuple[Policy | None, Finding | None]:

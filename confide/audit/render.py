@@ -230,8 +230,14 @@ def render_html(report: AuditReport) -> str:
 
 
 def render(report: AuditReport, fmt: str) -> str:
-    """Render in ``fmt`` (md, json or html)."""
+    """Render in ``fmt`` (md, json or html); an analysis review by its own renderer."""
     renderers = {"md": render_markdown, "json": render_json, "html": render_html}
     if fmt not in renderers:
         raise AuditFormatError(f"--format must be one of {', '.join(FORMATS)} (rule: audit format)")
+    from .analysis import AnalysisAudit
+
+    if isinstance(report, AnalysisAudit):
+        from .analysis_render import render_analysis
+
+        return render_analysis(report, fmt)
     return renderers[fmt](report)

@@ -30,7 +30,6 @@ from confide.privacy import (
     evaluate_config,
     evaluate_job,
 )
-from confide.privacy.budget_ledger import BudgetLedger, LedgerError
 from confide.privacy.review_rules import FEDERATION
 from confide.privacy.run_ledger import canonical_json
 from confide.settings import parse_secure
@@ -43,6 +42,7 @@ from .facts import (
     keys_status,
     load_node_policy,
     message_lines,
+    node_ledger,
     output_lines,
     raw_policy,
     sample_dp,
@@ -173,21 +173,7 @@ def audit_config(
         status, source, header, n_train, basis = data_facts(node, config, seed, test_fraction)
         policy, policy_finding = load_node_policy(node)
         view = NodeView(node.name, source, raw_policy(config, node))
-        ledger_error, spent = None, 0.0
-        if node.ledger is not None or not generated:
-            ledger_path = node.ledger or (
-                node.data.with_name(f"{node.data.stem}.{node.name}.confide-ledger.json")
-                if node.data
-                else None
-            )
-            view.ledger = f"{ledger_path} (node-local)"
-            if policy is not None and ledger_path is not None and dp_on:
-                try:
-                    spent = BudgetLedger(ledger_path, node.name, policy.dp.lifetime_epsilon).spent()
-                except LedgerError as exc:
-                    ledger_error = str(exc).split(" (rule")[0].split(": ", 1)[-1]
-        else:
-            view.ledger = "new for every run: <run dir>/nodes/<node>/ledger.json (synthetic)"
+        view.ledger, spent, ledger_error = node_ledger(node, generated, policy, read=dp_on)
         crypto = (
             tuple(c.name for c in policy.columns.values() if c.spec.needs_key) if policy else ()
         )
@@ -272,7 +258,8 @@ def audit_config(
 
 
 def audit(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()) -> AuditReport:
-    """Compose the config exactly as a run would (same functions, same overrides) and review it.
+    """Compose the config exactly as a run would (same functions, same overrides) and review it
+    (a config with an ``analysis`` section: the analysis, :mod:`confide.audit.analysis`).
 
     Overrides are judged against the same composition without them (``OVERRIDE-WIDENS``).
     """
@@ -280,6 +267,16 @@ def audit(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ())
     config = to_container(cfg)
     raw = OmegaConf.to_container(cfg, resolve=False)
     baseline = to_container(compose_config([], list(config_dirs))) if overrides else None
+    if config.get("analysis") is not None:  # confide audit analysis=NAME: review the analysis
+        from .analysis import audit_analysis_config
+
+        return audit_analysis_config(  # type: ignore[return-value]
+            config,
+            raw_config=raw,  # type: ignore[arg-type]
+            baseline=baseline,  # type: ignore[arg-type]
+            overrides=overrides,
+            config_dirs=config_dirs,
+        )
     return audit_config(
         config,
         raw_config=raw,
