@@ -14,6 +14,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from confide.clients.analysis_node import AnalysisRefusal, answer_analysis, node_from_config
 from confide.clients.audit import audit_mod
 from confide.clients.node_runtime import NodeRefusal, NodeRuntime
 from confide.clients.secure_mods import secure_mod
@@ -22,17 +23,28 @@ from confide.job import NodeSpec, parse_job
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import find_instantiation_key
 from confide.wire import (
+    ANALYSIS_KEY,
     DP_STATE_KEY,
     STATUS_KEY,
     STATUS_OK,
     STATUS_REFUSED,
+    AnalysisRequest,
+    AnalysisWireError,
     Proposal,
     ProposalError,
+    encode_analysis_reply,
 )
 
-__all__ = ["app", "make_client_app", "refuse_instantiation", "runtime_from_deployment"]
+__all__ = [
+    "analysis_node_from_deployment",
+    "app",
+    "make_client_app",
+    "refuse_instantiation",
+    "runtime_from_deployment",
+]
 
 RuntimeResolver = Callable[[Context], NodeRuntime]
+NodeResolver = Callable[[Context], NodeSpec]
 
 
 def _reply(msg: Message, node: str, records: dict[str, Any], status: str, reason: str = ""):
@@ -45,11 +57,15 @@ def _proposal(msg: Message) -> Proposal:
     return Proposal.from_config(dict(msg.content["config"]))
 
 
-def make_client_app(resolve: RuntimeResolver, mods: list | None = None) -> ClientApp:
+def make_client_app(
+    resolve: RuntimeResolver, mods: list | None = None, resolve_node: NodeResolver | None = None
+) -> ClientApp:
     """A ClientApp whose node runtime is found by ``resolve(context)``.
 
     ``mods`` run outermost; then the node's outgoing-message audit (``audit-dir`` in its node
-    config) and :func:`clients.secure_mods.secure_mod` (SecAgg+, client-level DP clipping)."""
+    config) and :func:`clients.secure_mods.secure_mod` (SecAgg+, client-level DP clipping).
+    Analysis steps (message type QUERY) go to :func:`clients.analysis_node.answer_analysis`
+    for the node ``resolve_node(context)`` finds (default: the SuperNode's own node config)."""
     client = ClientApp(mods=[*(mods or []), audit_mod, secure_mod])
 
     @client.train()
@@ -89,6 +105,23 @@ def make_client_app(resolve: RuntimeResolver, mods: list | None = None) -> Clien
         except (NodeRefusal, ProposalError) as exc:
             return _reply(msg, name, {}, STATUS_REFUSED, str(exc))
         return _reply(msg, name, {"metrics": MetricRecord(metrics)}, STATUS_OK)
+
+    @client.query()
+    def query(msg: Message, context: Context) -> Message:
+        name = str(context.node_config.get("name", context.node_id))
+        try:
+            node = (resolve_node or analysis_node_from_deployment)(context)
+            name = node.name
+            if ANALYSIS_KEY not in msg.content.config_records:
+                raise AnalysisWireError(
+                    f"analysis message: no '{ANALYSIS_KEY}' record (rule: wire)"
+                )
+            request = AnalysisRequest.from_config(dict(msg.content.config_records[ANALYSIS_KEY]))
+            release = answer_analysis(node, request)
+        except (AnalysisRefusal, AnalysisWireError) as exc:
+            return _reply(msg, name, {}, STATUS_REFUSED, str(exc))
+        records = {ANALYSIS_KEY: ConfigRecord(encode_analysis_reply(release))}
+        return _reply(msg, name, records, STATUS_OK)
 
     return client
 
@@ -149,6 +182,16 @@ def runtime_from_deployment(context: Context) -> NodeRuntime:
         max_epsilon_per_run=float(max_eps) if max_eps not in (None, "") else None,
     )
     return NodeRuntime(node, job.task, job.model_net, job.test_fraction)
+
+
+def analysis_node_from_deployment(context: Context) -> NodeSpec:
+    """Deployment: an analysis node's settings from its SuperNode's ``--node-config`` only,
+    after the coordinator's code identity matched the node's own."""
+    try:
+        check_coordinator_code(context.run_config)
+    except CodeMismatch as exc:
+        raise AnalysisRefusal(str(exc)) from exc
+    return node_from_config(dict(context.node_config))
 
 
 app = make_client_app(runtime_from_deployment)

@@ -25,6 +25,7 @@ __all__ = [
     "PreparedFrame",
     "check_node_rules",
     "encode_node",
+    "prepare_columns",
     "prepare_frame",
     "read_node_csv",
     "train_rows",
@@ -91,12 +92,30 @@ def prepare_frame(
     with_label: bool,
 ) -> PreparedFrame:
     """Read ``path``, check and transform it under ``policy``, rename to task names."""
+    names = task.feature_names + ([task.label.name] if with_label else [])
+    return prepare_columns(path, policy, names, keyring)
+
+
+def prepare_columns(
+    path: Path,
+    policy: Policy,
+    names: list[str],
+    keyring: Keyring | None,
+    raw_names: tuple[str, ...] = (),
+) -> PreparedFrame:
+    """Read ``path``, check and transform it under ``policy``, keep ``names`` (task or analysis
+    names, resolved through the policy's ``maps_to``) as text, the reader's values.
+
+    ``raw_names`` (a subset of ``names``) keep their pre-transform text: a data-quality format
+    check needs the value before masking. The frame stays on the node."""
     source = str(path)
     raw = read_node_csv(path)
     policy.check_columns(list(raw.columns), source=source)
     transformed = apply_policy(raw, policy, keyring, source=source)
-    names = task.feature_names + ([task.label.name] if with_label else [])
-    frame = _task_frame(transformed, policy, names, source)
+    frame = _task_frame(transformed, policy, [n for n in names if n not in raw_names], source)
+    if raw_names:
+        untouched = _task_frame(raw, policy, list(raw_names), source)
+        frame = pd.concat([frame, untouched], axis=1)[names]
     id_rules = policy.columns_by_role("id")
     ids = transformed[id_rules[0].name] if id_rules and id_rules[0].name in transformed else None
     return PreparedFrame(frame, ids, policy)

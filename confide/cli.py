@@ -181,6 +181,9 @@ register_audit_commands(app)
 from confide.node_check import register_node_commands  # noqa: E402
 
 register_node_commands(app)
+from confide.analyze_cli import register_analyze_commands  # noqa: E402
+
+register_analyze_commands(app)
 
 
 def main() -> None:

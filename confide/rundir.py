@@ -205,3 +205,56 @@ def finalise_run(
         },
     )
     return metrics
+
+
+# --- analyses (``confide analyze``): the same directory and run ledger, other files ----------
+# An analysis run directory holds ``config.yaml``, ``analysis.json`` (the spec, epsilon per part
+# and per node, the released numbers with their expected errors, per node and federated: no
+# rows, no ids, no segment assignments), ``analysis.html``, ``ledgers/<node>.json`` (where the
+# coordinator holds the nodes' budget ledgers) and one run-ledger record of kind ``analysis``.
+
+__all__ += ["ANALYSIS_FILE", "ANALYSIS_HTML", "finalise_analysis"]
+
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_HTML = "analysis.html"
+
+
+def finalise_analysis(
+    run_dir: Path,
+    *,
+    config: Mapping[str, Any],
+    run_id: str,
+    analysis: Mapping[str, Any],
+    outcome: str,
+    epsilon: Mapping[str, float],
+    policy_sha256: Mapping[str, str],
+    ledger_path: Path,
+    write_html: Callable[[Mapping[str, Any], Path], Any] | None,
+    budget_ledgers: Mapping[str, tuple[Path, Mapping[str, Any]]] | None = None,
+    ledger_key: tuple[str, bytes] | None = None,
+) -> None:
+    """Write analysis.json, analysis.html (``write_html(analysis, path)``, if given) and the ledger
+    snapshots, then append the run's record (``kind: analysis``) to the run ledger.
+
+    ``epsilon``: what each node was charged; ``budget_ledgers``: ``{node: (budget ledger path,
+    snapshot)}`` when the coordinator holds them (simulation), anchored in the record.
+    """
+    if budget_ledgers:
+        write_ledger_snapshots(run_dir, {name: snap for name, (_, snap) in budget_ledgers.items()})
+    atomic_write_text(
+        run_dir / ANALYSIS_FILE, json.dumps(dict(analysis), indent=2, ensure_ascii=False)
+    )
+    if write_html is not None:  # a stopped analysis has no releases to show
+        write_html(analysis, run_dir / ANALYSIS_HTML)
+    append_run(
+        ledger_path,
+        run_id=run_id,
+        config=config,
+        policy_sha256=dict(policy_sha256),
+        epsilon=dict(epsilon),
+        model_path=None,
+        outcome=outcome,
+        key=ledger_key if ledger_key is not None else load_ledger_key(),
+        budget_ledgers=budget_ledgers,
+        kind="analysis",
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,15 +131,17 @@ __all__ += [
     "ANALYSIS_KEY",
     "ANALYSIS_STEPS",
     "AnalysisRequest",
+    "AnalysisStep",
     "AnalysisWireError",
+    "analysis_plan",
     "decode_analysis_reply",
     "encode_analysis_reply",
 ]
 
 ANALYSIS_KEY = "confide-analysis"
-# release: queries + RFM + quality; kmeans: one DP-Lloyd iteration; segments: the final
-# per-segment statistics (the node also keeps its customers' assignments, locally).
-ANALYSIS_STEPS = ("release", "kmeans", "segments")
+# release: queries + RFM + quality; kmeans: one DP k-means step (its iteration numbers the
+# library's plan: initialisation, the Lloyd iterations, the final per-segment statistics).
+ANALYSIS_STEPS = ("release", "kmeans")
 MAX_ANALYSIS_JSON = 4 * 1024 * 1024  # bytes of JSON text per field: specs and releases are small
 _ANALYSIS_RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
 
@@ -262,3 +264,24 @@ def decode_analysis_reply(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(release, dict):
         raise AnalysisWireError("analysis reply: field 'release' must be an object (rule: wire)")
     return release
+
+
+@dataclass(frozen=True)
+class AnalysisStep:
+    """One step of an analysis's plan and the epsilon a node charges for it."""
+
+    step: str
+    iteration: int
+    epsilon: float
+
+
+def analysis_plan(
+    release_epsilon: float, kmeans_epsilons: Sequence[float] = ()
+) -> tuple[AnalysisStep, ...]:
+    """The steps of an analysis, in order, as both sides run them: ``release`` (queries, RFM,
+    quality) and then, with segments, one ``kmeans`` step per entry of ``kmeans_epsilons``
+    (the library's split of the segments epsilon: init, the Lloyd iterations, final)."""
+    return (
+        AnalysisStep("release", 0, float(release_epsilon)),
+        *(AnalysisStep("kmeans", i, float(eps)) for i, eps in enumerate(kmeans_epsilons)),
+    )

@@ -16,7 +16,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 from flwr.app import Context
+from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
@@ -61,6 +62,7 @@ __all__ = [
     "engine_backend_config",
     "preflight",
     "prepare_run_dir",
+    "run_engine",
     "simulate",
     "start_engine",
 ]
@@ -153,8 +155,16 @@ class _EngineWatch:
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def server_app(self, job: Job, run_id: str, run_dir: Path, on_round_end=None) -> ServerApp:
-        """A ServerApp bound to one job (the same federation loop as ``make_server_app``)."""
+    def server_app(
+        self,
+        job: Job,
+        run_id: str,
+        run_dir: Path,
+        on_round_end=None,
+        body: Callable[[Grid], None] | None = None,
+    ) -> ServerApp:
+        """A ServerApp bound to one job (the same federation loop as ``make_server_app``);
+        ``body(grid)`` replaces the federation loop (an analysis's coordinator)."""
         server = ServerApp()
 
         @server.main()
@@ -174,6 +184,9 @@ class _EngineWatch:
 
             grid.pull_messages = guarded_pull  # send_and_receive polls through this attribute
             self._wait_for_nodes(grid, len(job.nodes))
+            if body is not None:
+                body(grid)
+                return
             run_federation(grid, job, run_id, run_dir, on_round_end)
 
         return server
@@ -242,6 +255,34 @@ def _flower_log_to_run_dir(run_dir: Path, verbose: bool) -> Iterator[None]:
         flwr_logger.propagate = propagate
         flwr_logger.setLevel(level)
         handler.close()
+
+
+def run_engine(
+    job: Job,
+    run_dir: Path,
+    server_app: Callable[[_EngineWatch], ServerApp],
+    client_app: ClientApp,
+    backend: tuple[str, dict[str, Any]],
+    verbose: bool,
+) -> Exception | None:
+    """Run a ServerApp (built by ``server_app(watch)``) and a ClientApp on the simulation
+    engine, one simulated node per job node, Flower's log in ``logs/run.log``; returns the
+    engine's failure (None: it ran to the end). Ray must be started (:func:`start_engine`)."""
+    watch = _EngineWatch()
+    with _flower_log_to_run_dir(run_dir, verbose):  # Flower's log of a failure stays in it
+        try:
+            run_simulation(
+                server_app=server_app(watch),
+                client_app=client_app,
+                num_supernodes=len(job.nodes),
+                backend_name=backend[0],
+                backend_config=backend[1],
+                verbose_logging=verbose,
+            )
+        except Exception as exc:
+            watch.stop()
+            return exc
+    return None
 
 
 def _simulation_resolver(job: Job):
@@ -345,20 +386,14 @@ def simulate(
     atomic_write_text(
         run_dir / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False)
     )
-    watch, failure = _EngineWatch(), None
-    with _flower_log_to_run_dir(run_dir, verbose):  # Flower's log of a failure stays in it
-        try:
-            run_simulation(
-                server_app=watch.server_app(job, run_id, run_dir, on_round_end),
-                client_app=make_client_app(_simulation_resolver(job)),
-                num_supernodes=len(job.nodes),
-                backend_name=backend_name,
-                backend_config=backend_config,
-                verbose_logging=verbose,
-            )
-        except Exception as exc:
-            failure = exc
-            watch.stop()
+    failure = run_engine(
+        job,
+        run_dir,
+        lambda watch: watch.server_app(job, run_id, run_dir, on_round_end),
+        make_client_app(_simulation_resolver(job)),
+        (backend_name, backend_config),
+        verbose,
+    )
     if failure is not None:
         exc = failure
         if (run_dir / OUTCOME_FILE).exists():

@@ -26,7 +26,7 @@ _json = st.recursive(
 @settings(max_examples=60, deadline=None)
 @given(
     spec=st.dictionaries(st.text(max_size=6), _json, max_size=5),
-    step=st.sampled_from(["release", "kmeans", "segments"]),
+    step=st.sampled_from(["release", "kmeans"]),
     iteration=st.integers(0, 50),
     centroids=st.none()
     | st.integers(1, 4).flatmap(

@@ -1,0 +1,170 @@
+"""The ServerApp main of a federated analysis (``confide analyze``): a thin coordinator.
+
+It sends each step of the analysis's plan (:func:`plan_of`) to every node as
+a Flower message of type QUERY carrying plain records (the spec's wire dict, the step, the
+centroids), collects the nodes' noisy releases and combines them with
+:mod:`confide.analytics.combine`: first the release (queries, RFM, quality), then the DP-Lloyd
+iterations (init, Lloyd, final per-segment statistics). It never sees a row, an id or a segment
+assignment. A node that refuses or does not answer stops the analysis with its one-line reason.
+
+:func:`run_analysis` is the body of the ServerApp's main under the simulation engine (started
+by :mod:`confide.simulations.analyze` exactly as ``confide simulate`` starts it); under the
+deployment engine the SuperNodes run the same ClientApp (:data:`confide.clients.client_app.app`),
+whose query handler answers these messages from each node's own ``--node-config``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from confide.analytics import kmeans
+from confide.analytics.combine import combine_releases
+from confide.analytics.spec import AnalysisSpec
+from confide.wire import (
+    ANALYSIS_KEY,
+    STATUS_KEY,
+    STATUS_OK,
+    AnalysisRequest,
+    AnalysisStep,
+    AnalysisWireError,
+    analysis_plan,
+    decode_analysis_reply,
+)
+
+__all__ = ["AnalysisOutcome", "AnalysisStopped", "run_analysis"]
+
+OnStep = Callable[[AnalysisStep, int], None]
+
+
+class AnalysisStopped(Exception):
+    """A node refused a step or did not answer; ``reasons`` maps node to its reason."""
+
+    def __init__(self, step: AnalysisStep, reasons: Mapping[str, str]) -> None:
+        self.step = step
+        self.reasons = dict(reasons)
+        super().__init__(
+            f"analysis stopped at step {step.step} {step.iteration}: "
+            + "; ".join(f"{n}: {r}" for n, r in sorted(self.reasons.items()))
+        )
+
+
+@dataclass
+class AnalysisOutcome:
+    """How an analysis ended: ``analysis`` holds the combined releases when it completed;
+    ``charged`` the epsilon each node was charged by the steps it answered."""
+
+    status: str  # "completed" | "stopped"
+    analysis: dict[str, Any] | None
+    charged: dict[str, float]
+    reasons: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+def plan_of(spec: AnalysisSpec) -> tuple[AnalysisStep, ...]:
+    """The analysis's steps: the release, then the library's k-means steps (init, the Lloyd
+    iterations, final); the same plan, and epsilon per step, every node charges."""
+    release = sum(eps for part, eps in spec.parts().items() if part != "segments")
+    if spec.segments is None:
+        return analysis_plan(release)
+    steps = range(spec.segments.iterations + 2)
+    return analysis_plan(release, [kmeans.step_epsilon(spec, i) for i in steps])
+
+
+def _ask(
+    grid: Grid,
+    node_ids: list[int],
+    request: AnalysisRequest,
+    step: AnalysisStep,
+    timeout: float,
+    done: dict[str, int],
+) -> dict[str, dict[str, Any]]:
+    """Send one step to every node; returns ``{node name: release}`` or raises
+    :class:`AnalysisStopped` with every refusal and every missing reply. ``done`` counts the
+    steps each node answered (each one charged in the node's ledger)."""
+    messages = [
+        Message(
+            content=RecordDict({ANALYSIS_KEY: ConfigRecord(request.to_config())}),
+            dst_node_id=node_id,
+            message_type=MessageType.QUERY,
+        )
+        for node_id in node_ids
+    ]
+    releases: dict[str, dict[str, Any]] = {}
+    reasons: dict[str, str] = {}
+    answered: set[int] = set()
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        source = reply.metadata.src_node_id
+        answered.add(source)
+        if reply.has_error():
+            reasons[f"node {source}"] = f"the node's app failed ({reply.error.reason})"
+            continue
+        status = reply.content.config_records.get(STATUS_KEY)
+        name = str(status.get("node", source)) if status is not None else f"node {source}"
+        if status is None or status.get("status") != STATUS_OK:
+            reason = str(status.get("reason", "")) if status is not None else "no status record"
+            reasons[name] = reason or "refused without a reason"
+            continue
+        try:
+            releases[name] = decode_analysis_reply(dict(reply.content.config_records[ANALYSIS_KEY]))
+        except (KeyError, AnalysisWireError) as exc:
+            reasons[name] = str(exc) if isinstance(exc, AnalysisWireError) else "no release"
+            continue
+        done[name] = done.get(name, 0) + 1
+    for node_id in node_ids:
+        if node_id not in answered:
+            reasons[f"node {node_id}"] = f"no reply within {timeout:g} s"
+    if reasons:
+        raise AnalysisStopped(step, reasons)
+    return releases
+
+
+def _charged(
+    spec: AnalysisSpec, steps: tuple[AnalysisStep, ...], done: Mapping[str, int]
+) -> dict[str, float]:
+    """Each node's charge: the epsilon of the steps it answered, summed as the node sums it."""
+    return {
+        name: min(math.fsum(s.epsilon for s in steps[:count]), float(spec.epsilon))
+        for name, count in sorted(done.items())
+    }
+
+
+def run_analysis(
+    grid: Grid,
+    spec: AnalysisSpec,
+    run_id: str,
+    timeout: float,
+    on_step: OnStep | None = None,
+) -> AnalysisOutcome:
+    """Run every step of ``spec`` on the grid's nodes and combine the releases."""
+    node_ids = sorted(grid.get_node_ids())
+    wire = spec.to_wire()
+    done: dict[str, int] = {}
+    steps = plan_of(spec)
+    try:
+        release_step = steps[0]
+        releases = _ask(
+            grid, node_ids, AnalysisRequest(run_id, "release", wire), release_step, timeout, done
+        )
+        if on_step is not None:
+            on_step(release_step, len(steps))
+        analysis = combine_releases(spec, releases)
+        centroids: list[list[float]] | None = None
+        for step in steps[1:]:
+            request = AnalysisRequest(run_id, step.step, wire, step.iteration, centroids)
+            node_steps = _ask(grid, node_ids, request, step, timeout, done)
+            if kmeans.step_kind(spec, step.iteration) == "final":
+                assert centroids is not None  # the init step always comes first
+                analysis["segments"] = kmeans.segments_summary(spec, node_steps, centroids)
+            else:
+                centroids = kmeans.kmeans_update(spec, node_steps, centroids)
+            if on_step is not None:
+                on_step(step, len(steps))
+    except AnalysisStopped as exc:
+        return AnalysisOutcome("stopped", None, _charged(spec, steps, done), exc.reasons, str(exc))
+    return AnalysisOutcome("completed", analysis, _charged(spec, steps, done))
