@@ -13,8 +13,8 @@ segments epsilon is split across them (basic composition):
   ``0.5 + ΣS / ΣN`` (the previous one where the noisy count is not positive);
 * step T+1, ``final`` (40%): with the final centroids each node releases per-segment counts
   split by the binary outcome (0, 1, missing: sensitivity ``k``) and per-segment value sums
-  (``k·bound``), half each; the coordinator reports segment sizes, outcome rates (e.g. churn)
-  and average values with their expected 95% errors.
+  (``k·bound``), two thirds and one third of the step's epsilon; the coordinator reports
+  segment sizes, outcome rates (e.g. churn) and average values with their expected 95% errors.
 
 Assignments (:func:`assign_segments`) never leave the node; they can feed its later training.
 """
@@ -47,6 +47,9 @@ __all__ = [
 SHARES = {"init": 0.2, "lloyd": 0.4, "final": 0.4}
 _MAX_GRID_CELLS = 256
 _OUTCOME_CELLS = 3  # outcome 0, outcome 1, outcome missing
+_RESTARTS = 10
+#: Share of the final step's epsilon spent on the per-segment counts when a value is summed too.
+_FINAL_COUNT_SHARE = 2 / 3
 
 
 def _segments(spec: AnalysisSpec) -> SegmentsSpec:
@@ -173,7 +176,7 @@ def kmeans_node_step(
     # final: per segment counts by outcome, and value sums
     idx = np.flatnonzero(valid)
     comps: dict[str, Any] = {}
-    eps_counts = eps / 2 if seg.value is not None else eps
+    eps_counts = eps * _FINAL_COUNT_SHARE if seg.value is not None else eps
     if seg.outcome is not None:
         y = prep.numeric[seg.outcome][idx]
         ycell = np.where(np.isfinite(y), (np.nan_to_num(y) >= 0.5).astype(np.int64), 2)
@@ -185,7 +188,7 @@ def kmeans_node_step(
         v = np.nan_to_num(prep.numeric[seg.value][idx])
         bound = spec.columns[seg.value].bound
         comps["value_sum"] = laplace_release(
-            _bincount(label, seg.k, v), k_rows * bound, eps / 2, sampler
+            _bincount(label, seg.k, v), k_rows * bound, eps - eps_counts, sampler
         )
     out["components"] = comps
     return out
@@ -214,14 +217,9 @@ def _summed(steps: dict[str, dict[str, Any]], name: str) -> tuple[np.ndarray, li
     return np.sum(values, axis=0), scales
 
 
-def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Deterministic weighted k-means++ and Lloyd on the grid cells (post-processing)."""
-    rng = np.random.default_rng(seed)
-    w = np.clip(weights, 0.0, None)
-    if w.sum() <= 0:
-        w = np.ones_like(w)
+def _weighted_lloyd(points: np.ndarray, w: np.ndarray, k: int, rng) -> tuple[np.ndarray, float]:
     centres = [points[rng.choice(len(points), p=w / w.sum())]]
-    for _ in range(1, k):
+    for _ in range(1, k):  # k-means++ seeding, weighted
         d2 = ((points[:, None, :] - np.asarray(centres)[None]) ** 2).sum(axis=2).min(axis=1)
         p = w * d2
         p = p / p.sum() if p.sum() > 0 else w / w.sum()
@@ -230,18 +228,24 @@ def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, seed: int)
     for _ in range(100):
         label = _nearest(points, c)
         mass = _bincount(label, k, w)
-        new = np.array(
-            [
-                (points[label == j] * w[label == j, None]).sum(axis=0) / mass[j]
-                if mass[j] > 0
-                else c[j]
-                for j in range(k)
-            ]
-        )
+        sums = np.stack([_bincount(label, k, w * points[:, j]) for j in range(points.shape[1])], 1)
+        new = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], c)
         if np.allclose(new, c):
             break
         c = new
-    return c
+    cost = float((w * ((points - c[_nearest(points, c)]) ** 2).sum(axis=1)).sum())
+    return c, cost
+
+
+def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Deterministic weighted k-means on the grid cells (post-processing of the noisy
+    histogram): the best of ``_RESTARTS`` k-means++ starts by weighted cost."""
+    rng = np.random.default_rng(seed)
+    w = np.clip(weights, 0.0, None)
+    if w.sum() <= 0:
+        w = np.ones_like(w)
+    runs = [_weighted_lloyd(points, w, k, rng) for _ in range(_RESTARTS)]
+    return min(runs, key=lambda run: run[1])[0]
 
 
 def kmeans_update(

@@ -25,12 +25,14 @@ def builtin_spec() -> AnalysisSpec:
     return load_analysis_spec(builtin_raw(), str(BUILTIN))
 
 
-def single_query(query: dict[str, Any], columns: dict[str, Any], k: int = 1) -> AnalysisSpec:
+def single_query(
+    query: dict[str, Any], columns: dict[str, Any], k: int = 1, id_column: str = "customer_id"
+) -> AnalysisSpec:
     """A spec with one query whose epsilon is the whole analysis's."""
     raw = {
         "name": "t",
         "epsilon": query["epsilon"],
-        "unit": {"id_column": "customer_id", "max_rows_per_customer": k},
+        "unit": {"id_column": id_column, "max_rows_per_customer": k},
         "columns": columns,
         "queries": [query],
     }

@@ -200,7 +200,7 @@ def _specs(draw):
     return raw
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(_specs())
 def test_property_wire_round_trip_is_lossless(raw):
     spec = load_analysis_spec(raw, "generated")
