@@ -10,9 +10,17 @@ __all__ = ["compare_command", "register_report_commands", "report_command"]
 
 
 def report_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `confide simulate`."),
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory written by `confide simulate` or `confide analyze`."
+    ),
 ) -> None:
-    """Regenerate a run's report.html and its plot PNGs (under RUN_DIR/report/)."""
+    """Regenerate a run's report.html and its plot PNGs (under RUN_DIR/report/); for an
+    analysis run directory (analysis.json), its analysis.html."""
+    from confide.reports.analysis import is_analysis_run, write_analysis_report
+
+    if is_analysis_run(run_dir):
+        typer.echo(f"report: {write_analysis_report(run_dir)}")
+        return
     from confide.reports.report import write_report
 
     typer.echo(f"report: {write_report(run_dir)}")
