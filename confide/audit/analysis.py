@@ -24,12 +24,14 @@ from confide.analytics.policy_check import check_spec_against_policy
 from confide.analytics.spec import AnalysisSpec, AnalysisSpecError, load_analysis_spec
 from confide.privacy import ConfigReview, Finding, NodeFacts, Policy, evaluate_config
 from confide.privacy.analysis_rules import AnalysisBudget, analysis_budget_findings
+from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.review_rules import FEDERATION
 from confide.privacy.run_ledger import canonical_json
 
 from .facts import (
     data_facts,
     keys_status,
+    ledger_path,
     load_node_policy,
     node_ledger,
     raw_policy,
@@ -79,6 +81,7 @@ class AnalysisNodeView:
     tiers: dict[str, str] = field(default_factory=dict)
     budget: AnalysisBudget | None = None
     ledger: str = ""
+    spent_by_kind: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -250,6 +253,17 @@ def _spec(config: Mapping[str, Any]) -> tuple[AnalysisSpec | None, Finding | Non
         return None, Finding("ERROR", exc.rule_id, FEDERATION, "analysis", str(exc))
 
 
+def _spent_by_kind(node, policy: Policy, generated: bool) -> dict[str, float]:
+    """Lifetime charges of earlier runs by kind (training, analysis): one ledger, read only."""
+    path = None if generated and node.ledger is None else ledger_path(node)
+    if path is None:
+        return {}
+    out: dict[str, float] = {}
+    for run in BudgetLedger(path, node.name, policy.dp.lifetime_epsilon).runs():
+        out[run.kind] = out.get(run.kind, 0.0) + run.charge
+    return out
+
+
 def _effective_cap(policy: Policy, node_cap: float | None) -> float:
     cap = policy.dp.max_epsilon_per_run
     return min(cap, node_cap) if node_cap is not None else cap
@@ -261,6 +275,8 @@ def _node_view(node, config: Mapping[str, Any], spec: AnalysisSpec | None):
     policy, policy_finding = load_node_policy(node)
     view = AnalysisNodeView(node.name, source, raw_policy(config, node))
     view.ledger, spent, ledger_error = node_ledger(node, generated, policy)
+    if generated and node.ledger is None:  # confide analyze keeps node files beside the run
+        view.ledger = f"new for every run: <run dir>.nodes/{node.name}/ledger.json (synthetic)"
     crypto = tuple(c.name for c in policy.columns.values() if c.spec.needs_key) if policy else ()
     facts = NodeFacts(node.name, status, keys_status(node, generated), crypto, ledger_error)
     if policy_finding is not None:
@@ -284,6 +300,7 @@ def _node_view(node, config: Mapping[str, Any], spec: AnalysisSpec | None):
     )
     if ledger_error is None:  # an unreadable ledger is LEDGER-INTEGRITY, not a budget number
         view.findings += analysis_budget_findings(view.budget)
+        view.spent_by_kind = _spent_by_kind(node, policy, generated)
     return view, facts
 
 

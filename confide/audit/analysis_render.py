@@ -36,6 +36,12 @@ def _command(report: AnalysisAudit) -> str:
     return " ".join(["confide audit", *dirs, *report.overrides])
 
 
+def _kinds(node: AnalysisNodeView) -> str:
+    """Earlier spend by kind, e.g. ``training 3, analysis 2: one ledger``."""
+    parts = ", ".join(f"{k} {v:g}" for k, v in sorted(node.spent_by_kind.items()))
+    return f"{parts}: one ledger for training and analyses" if parts else "one ledger"
+
+
 def _budget_rows(node: AnalysisNodeView) -> list[tuple[str, str]]:
     b = node.budget
     if b is None:
@@ -45,7 +51,7 @@ def _budget_rows(node: AnalysisNodeView) -> list[tuple[str, str]]:
         (
             "lifetime budget",
             f"epsilon {b.lifetime_epsilon:g}; spent before this analysis {b.lifetime_spent:g} "
-            f"(training and analyses, one ledger); remaining {b.remaining:g}; this analysis "
+            f"({_kinds(node)}); remaining {b.remaining:g}; this analysis "
             f"{b.epsilon:g} (delta {b.delta:g}); remaining after it {b.remaining_after:g}",
         ),
     ]

@@ -32,6 +32,7 @@ __all__ = [
     "column_views",
     "data_facts",
     "keys_status",
+    "ledger_path",
     "load_node_policy",
     "message_lines",
     "node_ledger",
@@ -212,6 +213,12 @@ def keys_status(node: NodeSpec, generated: bool) -> str:
     return "ok"
 
 
+def ledger_path(node: NodeSpec) -> Path | None:
+    """The node's budget ledger file: configured, else beside its data (as the runtime's
+    :meth:`NodeSpec.default_ledger`); None for a node without either."""
+    return node.default_ledger() if node.ledger is not None or node.data is not None else None
+
+
 def node_ledger(
     node: NodeSpec, generated: bool, policy: Policy | None, read: bool = True
 ) -> tuple[str, float, str | None]:
@@ -220,11 +227,7 @@ def node_ledger(
     configured ledger starts a new one every run (spent 0)."""
     if node.ledger is None and generated:
         return "new for every run: <run dir>/nodes/<node>/ledger.json (synthetic)", 0.0, None
-    path = node.ledger or (
-        node.data.with_name(f"{node.data.stem}.{node.name}.confide-ledger.json")
-        if node.data
-        else None
-    )
+    path = ledger_path(node)
     spent, error = 0.0, None
     if read and policy is not None and path is not None:
         try:

@@ -179,6 +179,34 @@ def test_epsilon_beyond_the_remaining_lifetime_budget_is_refused(base, tmp_path)
     assert fits.errors == [] and fits.nodes[0].budget.remaining_after == 0.0
 
 
+def test_one_ledger_training_3_analysis_2_then_6_is_refused_and_5_fits(base, tmp_path):
+    """The issue's budget scenario, as the review sees it: lifetime 10, training spent 3 and an
+    analysis 2 in the same ledger; an analysis of 6 exceeds the remaining 5 (per-run limit
+    raised to 10 so only the lifetime rule is in play), one of 5 fits exactly."""
+    path = tmp_path / "shop.ledger.json"
+    book = BudgetLedger(path, "shop", 10.0)
+    book.reserve("training-run", 3.0, 1e-5)
+    book.record("training-run", 3.0, 10)
+    book.reserve("analysis-run", 2.0, 0.0, kind="analysis")
+    cfg = copy.deepcopy(base)
+    policy = {**POLICY, "dp": {**POLICY["dp"], "max_epsilon_per_run": 10.0}}
+    Path(cfg["federation"]["nodes"][0]["policy"]).write_text(yaml.safe_dump(policy), "utf-8")
+    try:
+        for eps, errors in ((6.0, ["ANALYSIS-LIFETIME"]), (5.0, [])):
+            cfg["analysis"] = {**SPEC, "epsilon": eps}
+            cfg["analysis"]["queries"] = [{**q, "epsilon": eps / 2} for q in SPEC["queries"]]
+            cfg["federation"]["nodes"][0]["ledger"] = str(path)
+            report = audit_analysis_config(cfg)
+            assert report.errors == errors
+            node = report.nodes[0]
+            assert node.spent_by_kind == {"training": 3.0, "analysis": 2.0}
+            assert node.budget.remaining == 5.0
+        text = render(report, "md")
+        assert "spent before this analysis 5 (analysis 2, training 3: one ledger" in text
+    finally:
+        Path(cfg["federation"]["nodes"][0]["policy"]).write_text(yaml.safe_dump(POLICY), "utf-8")
+
+
 def test_the_review_reads_the_ledger_and_never_writes_it(base, tmp_path):
     path = Path(with_spent(tmp_path, 2.0))
     listing = sorted(p.name for p in tmp_path.iterdir())

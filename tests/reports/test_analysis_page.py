@@ -170,6 +170,14 @@ def test_report_command_regenerates_the_page_of_an_analysis_run(analysis, tmp_pa
     assert "run 20261130-analysis" in html and not (run / "report.html").exists()
 
 
+def test_a_stopped_analysis_shows_why_and_no_release(analysis):
+    record = {**only(analysis, "mean_age"), "status": "refused", "queries": {}}
+    record["message"] = "node 'ecommerce' refused: budget (rule: ANALYSIS-LIFETIME)"
+    html, pngs = build_analysis_page(record)
+    assert parse_page(html).section_ids == ["about"] and pngs == {}
+    assert "did not complete (refused): node &#x27;ecommerce&#x27; refused" in html
+
+
 def test_a_malformed_analysis_record_fails_in_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "analysis.json").write_text('{"parts": [1, 2]}', encoding="utf-8")
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
