@@ -22,6 +22,7 @@ from confide.code_identity import CodeMismatch, check_coordinator_code
 from confide.job import NodeSpec, parse_job
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import find_instantiation_key
+from confide.modeling.training_settings import NOISE_KINDS
 from confide.wire import (
     ANALYSIS_KEY,
     DP_STATE_KEY,
@@ -151,7 +152,11 @@ def refuse_instantiation(received: object) -> None:
 def runtime_from_deployment(context: Context) -> NodeRuntime:
     """Deployment: the shared job comes in the run config, node-local settings from the
     SuperNode's ``--node-config`` (name, data-path, policy-path, keys-path, ledger-path,
-    max-epsilon-per-run) and are never taken from the server."""
+    max-epsilon-per-run, dp-noise) and are never taken from the server.
+
+    A node in deployment draws its DP noise from the secure source unless its own
+    ``dp-noise`` says ``seeded`` (the run report then flags it); the server's ``dp-noise`` is
+    only a proposal."""
     try:  # the node runs its own installed Confide; the coordinator must run the same
         check_coordinator_code(context.run_config)
     except CodeMismatch as exc:
@@ -173,6 +178,12 @@ def runtime_from_deployment(context: Context) -> NodeRuntime:
         if not node_cfg.get(key):
             raise NodeRefusal(f"SuperNode --node-config lacks '{key}' (rule: node config)")
     max_eps = node_cfg.get("max-epsilon-per-run")
+    noise = str(node_cfg.get("dp-noise") or "secure")
+    if noise not in NOISE_KINDS:
+        raise NodeRefusal(
+            f"SuperNode --node-config 'dp-noise' must be one of {', '.join(NOISE_KINDS)} "
+            "(rule: DP noise source)"
+        )
     node = NodeSpec(
         name=str(node_cfg["name"]),
         policy=Path(str(node_cfg["policy-path"])).expanduser(),
@@ -181,7 +192,7 @@ def runtime_from_deployment(context: Context) -> NodeRuntime:
         ledger=_optional_path(node_cfg, "ledger-path"),
         max_epsilon_per_run=float(max_eps) if max_eps not in (None, "") else None,
     )
-    return NodeRuntime(node, job.task, job.model_net, job.test_fraction)
+    return NodeRuntime(node, job.task, job.model_net, job.test_fraction, noise=noise)
 
 
 def analysis_node_from_deployment(context: Context) -> NodeSpec:

@@ -29,11 +29,12 @@ from confide.modeling.errors import ConfideError
 from confide.modeling.factory import ModelSpec
 from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics, score_histograms
+from confide.modeling.noise import noise_source
 from confide.modeling.prediction import predict_proba
 from confide.modeling.task_spec import TaskSpec
 from confide.privacy import Keyring, PrivacyError, load_policy
 from confide.privacy.budget_ledger import BudgetLedger
-from confide.wire import Proposal
+from confide.wire import SECURE_NOISE_METRIC, Proposal
 
 __all__ = ["NodeRefusal", "NodeRuntime", "TrainOutcome", "round_seed"]
 
@@ -78,15 +79,30 @@ def _file_stamp(path) -> tuple[str, int]:
 
 
 class NodeRuntime:
-    """One node's side of a run."""
+    """One node's side of a run.
+
+    ``noise`` is the node's own DP noise source (``secure`` or ``seeded``): in deployment it comes
+    from the SuperNode's ``--node-config`` (secure unless set) and overrides whatever the server
+    proposes; ``None`` follows the proposal's ``dp-noise`` (simulation, seeded by default).
+    """
 
     def __init__(
-        self, node: NodeSpec, task: TaskSpec, model_net: ModelSpec, test_fraction: float
+        self,
+        node: NodeSpec,
+        task: TaskSpec,
+        model_net: ModelSpec,
+        test_fraction: float,
+        noise: str | None = None,
     ) -> None:
         self.node = node
         self.task = task
         self.model_net = model_net
         self.test_fraction = test_fraction
+        self.noise = noise
+
+    def noise_kind(self, proposal: Proposal) -> str:
+        """The noise source this node uses: its own setting, else the proposal's ``dp-noise``."""
+        return self.noise if self.noise is not None else proposal.dp.noise
 
     # -- data ---------------------------------------------------------------------------
     def _keyring(self) -> Keyring | None:
@@ -237,7 +253,9 @@ class NodeRuntime:
             except PrivacyError as exc:
                 raise NodeRefusal(f"node '{name}': {exc}") from exc
         model = self._model(data, state_dict)
+        seed = round_seed(proposal.seed, name, proposal.server_round)
         try:
+            noise = noise_source(self.noise_kind(proposal), seed)
             result = train_local(
                 model,
                 data.x_train,
@@ -245,8 +263,9 @@ class NodeRuntime:
                 proposal.train,
                 dp,
                 state,
-                seed=round_seed(proposal.seed, name, proposal.server_round),
+                seed=seed,
                 max_epsilon=cap,
+                noise=noise,
             )
         except ConfideError as exc:
             raise NodeRefusal(f"node '{name}': {exc}") from exc
@@ -272,6 +291,7 @@ class NodeRuntime:
                 raise NodeRefusal(f"node '{name}': {exc}") from exc
             metrics["epsilon"] = epsilon
             metrics["noise_multiplier"] = result.state.noise_multiplier
+            metrics[SECURE_NOISE_METRIC] = 1.0 if noise.name == "secure" else 0.0
             new_state = result.state.to_dict()
         return TrainOutcome(model.state_dict(), metrics, new_state)
 

@@ -31,6 +31,7 @@ from confide.rundir import RUN_LEDGER_FILE
 
 __all__ = [
     "CONNECTION",
+    "SECURE_NOISE_DEFAULT",
     "DeployError",
     "DeployResult",
     "default_app_dir",
@@ -42,6 +43,7 @@ __all__ = [
 
 CONNECTION = "confide"
 NODE_LOCAL = "(node-local: from each SuperNode's --node-config)"
+SECURE_NOISE_DEFAULT = "dp.noise=secure"  # composed before the user's overrides by confide deploy
 INSECURE_WARNING = (
     "WARNING: --insecure: the connection to the SuperLink is NOT encrypted (no TLS). Use it only "
     "for a local demo; the compliance review flags it."
@@ -74,8 +76,16 @@ def default_app_dir() -> Path:
 
 def deployment_job(config: Mapping[str, Any], insecure: bool = False) -> dict[str, Any]:
     """The shared job for deployment: validated, with no node-local path in it, and the
-    transport recorded (``deployment.transport``: ``tls`` or ``insecure``) for the review."""
-    parse_job(config)  # the same validation as a simulation
+    transport recorded (``deployment.transport``: ``tls`` or ``insecure``) for the review.
+
+    DP with seeded noise is refused: seeded noise is for reproducible simulation only
+    (``confide deploy`` composes with ``dp.noise=secure`` first; nodes use secure noise anyway)."""
+    parsed = parse_job(config)  # the same validation as a simulation
+    if parsed.dp.enabled and parsed.dp.noise != "secure":
+        raise DeployError(
+            "dp.noise=seeded: seeded DP noise is for simulation only; a deployment needs "
+            "dp.noise=secure (rule: DP-NOISE-NOT-SECURE)"
+        )
     job = json.loads(json.dumps(config))
     job["federation"] = {
         "name": str(config.get("federation", {}).get("name", "deployment")),

@@ -82,11 +82,13 @@ def deploy(
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds to wait for the run."),
 ) -> None:
     """Start the composed job on a running SuperLink (deployment engine) and follow it."""
-    from confide.deploy import INSECURE_WARNING, start_run, wait_for_run
+    from confide.deploy import INSECURE_WARNING, SECURE_NOISE_DEFAULT, start_run, wait_for_run
 
     if insecure:
         typer.secho(INSECURE_WARNING, fg=typer.colors.RED, bold=True, err=True)
-    config = to_container(compose_config(overrides or [], config_dir or []))
+    # secure DP noise is the deployment default; an explicit dp.noise override comes later and wins
+    composed = compose_config([SECURE_NOISE_DEFAULT, *(overrides or [])], config_dir or [])
+    config = to_container(composed)
     started = start_run(config, superlink, root_certificates, insecure, run_root, app_dir)
     typer.echo(f"run {started.run_id} started at {superlink}; outputs: {started.run_dir}")
     if not wait:

@@ -13,7 +13,7 @@ from typing import Any
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import ModelSpec, model_spec_from_config
 from confide.modeling.task_spec import TaskSpec, parse_task_spec
-from confide.modeling.training_settings import DPSettings, TrainSettings
+from confide.modeling.training_settings import NOISE_KINDS, DPSettings, TrainSettings
 from confide.partition_spec import PartitionError, parse_partition
 from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
 from confide.strategy_spec import StrategyConfigError, parse_strategy
@@ -257,8 +257,11 @@ def _dp_settings(raw: Mapping[str, Any]) -> DPSettings:
     if not isinstance(enabled, bool):
         raise JobError("dp.enabled must be true or false; switching DP off is explicit (rule: DP)")
     max_grad_norm = _float(raw.get("max_grad_norm", 1.0), "dp.max_grad_norm", "DP", positive=True)
+    noise = raw.get("noise", "seeded")
+    if noise not in NOISE_KINDS:
+        raise JobError(f"dp.noise must be one of {', '.join(NOISE_KINDS)} (rule: DP noise source)")
     if not enabled:
-        return DPSettings(enabled=False, max_grad_norm=max_grad_norm)
+        return DPSettings(enabled=False, max_grad_norm=max_grad_norm, noise=str(noise))
     try:
         eps, delta = float(raw["epsilon"]), float(raw["delta"])
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -275,7 +278,7 @@ def _dp_settings(raw: Mapping[str, Any]) -> DPSettings:
         delta=delta,
         max_grad_norm=max_grad_norm,
         accountant=str(raw["accountant"]),
-        secure_mode=bool(raw.get("secure_mode", False)),
+        noise=str(noise),
         grad_sample_mode=str(raw["grad_sample_mode"]),
     )
 

@@ -104,7 +104,7 @@ def dp_summary(job: Job) -> dict[str, Any]:
         "epsilon_target": job.dp.epsilon if job.dp.enabled else None,
         "delta": job.dp.delta if job.dp.enabled else None,
         "accountant": job.dp.accountant,
-        "secure_mode": job.dp.secure_mode,
+        "noise": job.dp.noise,
     }
 
 

@@ -78,7 +78,7 @@ def round_printer(console: Console, total_rounds: int) -> RoundProgress:
 
 
 def dp_banner(console: Console, dp: dict[str, Any]) -> None:
-    """Say prominently when DP is off or the secure RNG is off."""
+    """Say prominently when DP is off, and which noise source the proposal names."""
     if not dp["enabled"]:
         console.print(
             Panel(
@@ -87,10 +87,10 @@ def dp_banner(console: Console, dp: dict[str, Any]) -> None:
                 style="bold red",
             )
         )
-    elif not dp.get("secure_mode"):
+    elif dp.get("noise") != "secure":
         console.print(
-            "[yellow]DP secure RNG is off (development mode): fine for experiments, turn "
-            "dp.secure_mode=true for production.[/yellow]"
+            "[yellow]DP noise is seeded (reproducible): fine for simulation; in deployment every "
+            "node draws it from a secure ChaCha20 keystream (dp.noise=secure).[/yellow]"
         )
 
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from confide.core.errors import ConfideError
-from confide.modeling.training_settings import DPSettings, TrainSettings
+from confide.modeling.training_settings import NOISE_KINDS, DPSettings, TrainSettings
 
 __all__ = [
     "ARRAY_KEYS_KEY",
     "DP_STATE_KEY",
     "PER_NODE_TRAIN_METRICS",
+    "SECURE_NOISE_METRIC",
     "STATUSES",
     "STATUS_FAILED",
     "STATUS_KEY",
@@ -46,11 +47,27 @@ ARRAY_KEYS_KEY = "confide-array-keys"
 DP_STATE_KEY = "confide.dp"
 
 # Training metrics a node reports and the server keeps per node in the run history.
-PER_NODE_TRAIN_METRICS = ("train_loss", "epsilon", "steps", "num-examples", "noise_multiplier")
+# ``secure_noise``: 1.0 when the node drew its DP noise from the secure source, 0.0 when seeded
+# (the node decides which; the server's dp-noise is a proposal).
+SECURE_NOISE_METRIC = "secure_noise"
+PER_NODE_TRAIN_METRICS = (
+    "train_loss",
+    "epsilon",
+    "steps",
+    "num-examples",
+    "noise_multiplier",
+    SECURE_NOISE_METRIC,
+)
 
 
 class ProposalError(ConfideError):
     """A proposal from the server is incomplete or malformed."""
+
+
+def _noise(value: Any) -> str:
+    if value not in NOISE_KINDS:
+        raise ValueError(f"dp-noise must be one of {', '.join(NOISE_KINDS)}")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,7 @@ class Proposal:
             "dp-delta": float(dp.delta) if dp.enabled else 0.0,
             "dp-max-grad-norm": float(dp.max_grad_norm),
             "dp-accountant": dp.accountant,
-            "dp-secure-mode": dp.secure_mode,
+            "dp-noise": dp.noise,
             "dp-grad-sample-mode": dp.grad_sample_mode,
             "learning-rate": float(tr.learning_rate),
             "batch-size": int(tr.batch_size),
@@ -96,7 +113,7 @@ class Proposal:
                 delta=float(config["dp-delta"]) if enabled else 0.0,
                 max_grad_norm=float(config["dp-max-grad-norm"]),
                 accountant=str(config["dp-accountant"]),
-                secure_mode=bool(config["dp-secure-mode"]),
+                noise=_noise(config["dp-noise"]),
                 grad_sample_mode=str(config["dp-grad-sample-mode"]),
             )
             train = TrainSettings(

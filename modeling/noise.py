@@ -3,16 +3,35 @@
 A :class:`NoiseSource` hands the training loop one flat vector of Gaussian noise per step and a
 NumPy generator for batch sampling. ``SeededNoise`` is reproducible from the run's seed (what
 simulation uses by default, so a research run can be repeated number for number).
+``SecureNoise`` draws its Gaussians from a ChaCha20 keystream under a fresh random key (what
+every node uses in deployment). :func:`noise_source` builds either from the ``dp.noise`` setting.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import math
+import os
+from typing import NoReturn, Protocol
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-__all__ = ["NoiseSource", "SeededNoise"]
+from confide.core.errors import ConfideError
+from confide.modeling.training_settings import NOISE_KINDS
+
+__all__ = [
+    "NOISE_KINDS",
+    "NoiseSource",
+    "NoiseSourceError",
+    "SecureNoise",
+    "SeededNoise",
+    "noise_source",
+]
+
+
+class NoiseSourceError(ConfideError):
+    """An unknown noise source was asked for, or a secure source was copied or pickled."""
 
 
 class NoiseSource(Protocol):
@@ -48,3 +67,106 @@ class SeededNoise:
     def sampling_generator(self) -> np.random.Generator:
         """The seeded NumPy generator (one per source, advanced by every draw)."""
         return self._numpy
+
+
+# Opacus's mitigation against floating-point attacks on the Gaussian sampler (Opacus 1.6,
+# opacus/optimizers/optimizer.py::_generate_noise, secure_mode branch, after Holohan & Braghin,
+# arXiv:2107.10138 §5.1): every released value is the sum of 2n = 4 independent N(0, std²)
+# draws divided by sqrt(2n) = 2, so the low-order bits of one draw cannot be inverted to the
+# uniforms behind it (attack work 2^(53(2n-1)) = 2^159 for n = 2).
+_SUMMED_DRAWS = 4
+_UNIT = 2.0**-53
+_REKEY_BYTES = 1 << 32  # fresh key and nonce every 4 GiB of keystream (ChaCha20's 32-bit counter
+# covers 256 GiB per key and nonce; rekeying far below that keeps the counter from ever wrapping)
+
+
+class SecureNoise:
+    """Gaussian noise from a ChaCha20 keystream under a key only this object ever holds.
+
+    The 256-bit key and 96-bit nonce come from ``os.urandom`` when the source is built (and again
+    every 4 GiB of keystream); the key lives only inside the cipher context, so it is never in a
+    repr, a log, an exception or a pickle (pickling and copying are refused). Keystream bytes
+    become 53-bit uniforms in (0, 1), Box–Muller turns them into normals in float64, and each
+    returned value sums four normals over two as Opacus's ``secure_mode`` does; the result is cast
+    to float32.
+    """
+
+    name = "secure"
+
+    def __init__(self) -> None:
+        self._rekey()
+        self._sampling: np.random.Generator | None = None
+
+    def _rekey(self) -> None:
+        # ChaCha20 in `cryptography` takes a 16-byte nonce: a 32-bit block counter (0) then 96 bits.
+        nonce = b"\x00" * 4 + os.urandom(12)
+        self._stream = Cipher(algorithms.ChaCha20(os.urandom(32), nonce), mode=None).encryptor()
+        self._used = 0
+
+    def _uniforms(self, n: int) -> np.ndarray:
+        """``n`` independent uniforms on the open interval (0, 1), 53 random bits each."""
+        if self._used + 8 * n > _REKEY_BYTES:
+            self._rekey()
+        self._used += 8 * n
+        words = np.frombuffer(self._stream.update(bytes(8 * n)), dtype="<u8")
+        return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * _UNIT
+
+    def _normals(self, n: int) -> np.ndarray:
+        """``n`` independent standard normals in float64 (Box–Muller on keystream uniforms)."""
+        pairs = (n + 1) // 2
+        u = self._uniforms(2 * pairs)
+        radius = np.sqrt(-2.0 * np.log(u[:pairs]))
+        angle = (2.0 * math.pi) * u[pairs:]
+        out = np.empty(2 * pairs, dtype=np.float64)
+        np.multiply(radius, np.cos(angle), out=out[:pairs])
+        np.multiply(radius, np.sin(angle), out=out[pairs:])
+        return out[:n]
+
+    def gaussian(self, n: int, std: float) -> torch.Tensor:
+        """``n`` draws from N(0, std²), each the sum of four keystream normals over two."""
+        n = int(n)
+        if n == 0:
+            return torch.empty(0, dtype=torch.float32)
+        draws = self._normals(_SUMMED_DRAWS * n).reshape(_SUMMED_DRAWS, n)
+        total = draws.sum(axis=0) * (float(std) / math.sqrt(_SUMMED_DRAWS))
+        return torch.from_numpy(total.astype(np.float32))
+
+    def sampling_generator(self) -> np.random.Generator:
+        """A NumPy PCG64 generator seeded with 256 bits from ``os.urandom``.
+
+        This is not the keystream: NumPy's Poisson sampler needs a NumPy bit generator, and PCG64
+        is not a cryptographic generator (its state could in principle be recovered from enough
+        of its outputs). Its outputs, the rows in each batch, never leave the node, and its seed
+        is unpredictable; the noise that hides each customer comes from the keystream above.
+        """
+        if self._sampling is None:
+            entropy = int.from_bytes(os.urandom(32), "little")
+            self._sampling = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+        return self._sampling
+
+    def __repr__(self) -> str:
+        return "SecureNoise(ChaCha20, key hidden)"
+
+    def __reduce__(self) -> NoReturn:
+        raise NoiseSourceError(
+            "a secure noise source cannot be pickled or copied: its key never leaves the process "
+            "(rule: secure noise key)"
+        )
+
+    def __copy__(self) -> NoReturn:
+        self.__reduce__()
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        self.__reduce__()
+
+
+def noise_source(kind: str, seed: int) -> NoiseSource:
+    """The noise source ``dp.noise`` names: ``seeded`` (from ``seed``) or ``secure``."""
+    if kind == "seeded":
+        return SeededNoise(seed)
+    if kind == "secure":
+        return SecureNoise()
+    raise NoiseSourceError(
+        f"dp.noise must be one of {', '.join(NOISE_KINDS)} (rule: noise source); "
+        "got an unknown value"
+    )

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DPSettings", "TrainSettings"]
+__all__ = ["NOISE_KINDS", "DPSettings", "TrainSettings"]
+
+NOISE_KINDS = ("seeded", "secure")
+"""The values of ``dp.noise``: ``seeded`` (reproducible, simulation) or ``secure`` (a ChaCha20
+keystream under a fresh random key, see :mod:`confide.modeling.noise`; every node in deployment)."""
 
 
 @dataclass(frozen=True)
 class DPSettings:
-    """Sample-level DP-SGD settings; ``enabled=False`` must be chosen explicitly."""
+    """Sample-level DP-SGD settings; ``enabled=False`` must be chosen explicitly.
+
+    ``noise`` is the proposed noise source (:data:`NOISE_KINDS`); in deployment each node uses
+    its own (secure unless its ``--node-config`` says otherwise), whatever is proposed.
+    """
 
     enabled: bool = True
     epsilon: float = 3.0
     delta: float = 1e-5
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
-    secure_mode: bool = False
+    noise: str = "seeded"
     grad_sample_mode: str = "hooks"
 
 

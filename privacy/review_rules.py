@@ -28,6 +28,8 @@ __all__ = [
     "NodeFacts",
     "evaluate_config",
     "find_inline_secrets",
+    "noise_findings",
+    "noise_text",
     "widening_changes",
 ]
 
@@ -98,6 +100,71 @@ def _transport_insecure(review: ConfigReview) -> list[Finding]:
             "metrics and epsilon cross the network unencrypted",
         )
     ]
+
+
+# --------------------------------------------------------------------------- DP noise source
+
+_NOISE_TEXT = {
+    "secure": "secure: a ChaCha20 keystream under a fresh random key per round (cryptographically "
+    "secure, not reproducible)",
+    "seeded": "seeded: torch's and NumPy's generators seeded from the run's seed (reproducible, "
+    "predictable from the seed)",
+}
+
+
+def noise_text(kind: str) -> str:
+    """The noise source ``kind`` (``dp.noise``: ``seeded`` or ``secure``) in words."""
+    return _NOISE_TEXT.get(str(kind), "an unknown noise source (neither seeded nor secure)")
+
+
+def noise_findings(mode: str, sources: Mapping[str, str]) -> list[Finding]:
+    """Which noise source each node draws its DP noise from (``sources``: node -> kind).
+
+    INFO ``DP-NOISE-SOURCE`` for every node; in deployment (``mode`` ``tls`` or ``insecure``) a
+    node whose noise is not ``secure`` is also an ERROR ``DP-NOISE-NOT-SECURE``. Used by the
+    config review (what the config proposes) and the run report (what each node reported)."""
+    out: list[Finding] = []
+    for node, kind in sources.items():
+        where = "every node" if node == FEDERATION else f"node '{node}'"
+        text = f"{where} draws DP noise from {noise_text(kind)}"
+        out.append(_f("DP-NOISE-SOURCE", node, "dp.noise", text))
+        if mode != "simulation" and kind != "secure":
+            what = (
+                f"the job proposes {kind} DP noise on the deployment engine (confide deploy "
+                "refuses it)"
+                if node == FEDERATION
+                else f"node '{node}' drew {kind} DP noise on the deployment engine"
+            )
+            out.append(
+                _f(
+                    "DP-NOISE-NOT-SECURE",
+                    node,
+                    "dp.noise",
+                    f"{what}: whoever learns the seed can regenerate the noise and subtract it; "
+                    "deployment needs dp.noise=secure",
+                )
+            )
+    return out
+
+
+def _config_noise(review: ConfigReview) -> list[Finding]:
+    if _get(review.config, "dp.enabled") is not True:
+        return []
+    mode = transport(review.config)
+    kind = str(_get(review.config, "dp.noise") or "seeded")
+    if mode == "simulation":  # every simulated node follows the proposal
+        names = list(_nodes_by_name(review.config)) or [FEDERATION]
+    else:  # deployment: node-local settings are not in the config; nodes default to secure
+        names = [FEDERATION]
+    return noise_findings(mode, dict.fromkeys(names, kind))
+
+
+def _noise_source(review: ConfigReview) -> list[Finding]:
+    return [f for f in _config_noise(review) if f.rule_id == "DP-NOISE-SOURCE"]
+
+
+def _noise_not_secure(review: ConfigReview) -> list[Finding]:
+    return [f for f in _config_noise(review) if f.rule_id == "DP-NOISE-NOT-SECURE"]
 
 
 # --------------------------------------------------------------------------- secrets
@@ -228,7 +295,7 @@ def _task_fields(config: Mapping[str, Any] | None) -> set[str]:
 def widening_changes(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(config key, what changed) for every change from ``base`` to ``new`` that widens access.
 
-    Widening: DP switched off or loosened (epsilon or delta raised, secure RNG off), SecAgg+ or
+    Widening: DP switched off or loosened (epsilon or delta raised, secure noise off), SecAgg+ or
     client-level DP switched off or weakened, fewer nodes needed for a round, TLS switched off,
     task fields added or the label changed, a node's policy file replaced or its own epsilon cap
     raised or removed.
@@ -253,7 +320,8 @@ def widening_changes(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tu
     if _get(new, "dp.enabled") is True:
         raised("dp.epsilon", "epsilon per run")
         raised("dp.delta", "delta")
-        flag_off("dp.secure_mode", "DP secure RNG")
+        if _get(base, "dp.noise") == "secure" and _get(new, "dp.noise") != "secure":
+            out.append(("dp.noise", "secure DP noise switched off"))
     flag_off("secure.secagg.enabled", "secure aggregation (SecAgg+)")
     flag_off("secure.client_dp.enabled", "client-level DP")
     if _get(new, "secure.client_dp.enabled") is True:
@@ -398,6 +466,25 @@ RULE_DEFINITIONS = tuple(
             f"is "
             "for local demos only; local simulation has no network transport.",
             _transport_insecure,
+        ),
+        (
+            "DP-NOISE-NOT-SECURE",
+            "ERROR",
+            "Deployment draws DP noise from a cryptographically secure source",
+            "DP-SGD's guarantee assumes the noise is unpredictable; seeded noise can be "
+            "regenerated by whoever learns the seed and subtracted from a node's update. In "
+            "deployment every node draws its noise from a ChaCha20 keystream under a fresh "
+            "random key (dp.noise=secure, the node's default whatever the coordinator proposes); "
+            "seeded noise is for reproducible simulation only.",
+            _noise_not_secure,
+        ),
+        (
+            "DP-NOISE-SOURCE",
+            "INFO",
+            "Which source each node draws its DP noise from",
+            "The review records the noise source of every node: seeded (reproducible, for "
+            "simulation) or secure (ChaCha20 keystream, required in deployment).",
+            _noise_source,
         ),
         (
             "CONFIG-SECRET",

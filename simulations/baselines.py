@@ -22,6 +22,7 @@ from confide.modeling.dp_accounting import DPSettings, calibrate
 from confide.modeling.factory import build_model
 from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics, score_histograms
+from confide.modeling.noise import noise_source
 from confide.modeling.prediction import predict_proba
 
 __all__ = ["BaselineResult", "pooled_test", "run_baselines", "train_alone"]
@@ -75,7 +76,8 @@ def _train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: i
     train = replace(job.train, local_epochs=job.rounds * job.train.local_epochs, proximal_mu=0.0)
     model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=job.seed)
     state = calibrate(dp, len(y), train, rounds=1) if dp.enabled else None
-    result = train_local(model, x, y, train, dp, state, seed=seed)
+    noise = noise_source(dp.noise, seed)  # the job's source: seeded unless dp.noise=secure
+    result = train_local(model, x, y, train, dp, state, seed=seed, noise=noise)
     epsilon = result.state.epsilon(dp.delta, dp.accountant) if result.state else 0.0
     return model, epsilon
 

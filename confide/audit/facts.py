@@ -324,13 +324,14 @@ def sample_dp(dp: Mapping[str, Any], rounds: Any, train: Mapping[str, Any]) -> d
         "delta": dp.get("delta"),
         "accountant": dp.get("accountant"),
         "max_grad_norm": dp.get("max_grad_norm"),
-        "secure_mode": bool(dp.get("secure_mode")),
+        "noise": str(dp.get("noise", "seeded")),
         "summary": (
             f"DP-SGD (Opacus) on every node: epsilon {dp.get('epsilon')} per run, delta "
             f"{dp.get('delta')}, {dp.get('accountant')} accountant, per-sample clipping norm "
             f"{dp.get('max_grad_norm')}; noise calibrated once for {rounds} rounds x "
             f"{train.get('local_epochs')} local epochs; one accountant per node per run; "
-            f"secure RNG {'on' if dp.get('secure_mode') else 'off (development setting)'}"
+            f"noise source {dp.get('noise', 'seeded')} as proposed (a node in deployment uses "
+            "secure noise unless its own --node-config says seeded)"
         ),
     }
 
@@ -380,7 +381,8 @@ def message_lines(config: Mapping[str, Any]) -> list[str]:
         weights += ", masked by SecAgg+ (only their sum is revealed)"
     return [
         f"train reply: {weights}; metrics num-examples, train_loss, steps, epsilon (cumulative "
-        "for the run), delta, noise_multiplier; status {node, ok|refused, reason}",
+        "for the run), delta, noise_multiplier, secure_noise (1 when the node drew secure DP "
+        "noise); status {node, ok|refused, reason}",
         "evaluate reply: num-examples, loss_sum, brier_sum, 200-bin score histograms of the "
         "held-out split by label (hist_pos, hist_neg), local_* metrics of the held-out split",
         "never: rows, raw or transformed values, ids or pseudonyms, keys, the policy, data paths",

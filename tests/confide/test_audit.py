@@ -195,6 +195,7 @@ CASES = {
     ),
     "CONFIG-INVALID": (lambda c, t: c.update(rounds=0), {}),
     "TRANSPORT-INSECURE": (lambda c, t: c.update(deployment={"transport": "insecure"}), {}),
+    "DP-NOISE-NOT-SECURE": (lambda c, t: c.update(deployment={"transport": "tls"}), {}),
     "CONFIG-SECRET": (lambda c, t: c["federation"].update(api_token="tok"), {}),
     "DATA-MISSING": (lambda c, t: c["federation"]["nodes"][0].update(data=str(t / "no.csv")), {}),
     "NODE-KEYS": (None, {"keys": False}),
@@ -211,7 +212,7 @@ CASES = {
 def test_the_minimal_config_is_clean(tmp_path):
     report = audit_config(mini(tmp_path))
     assert [str(f) for f in report.all_findings if f.severity != "INFO"] == []
-    assert {f.rule_id for f in report.all_findings} == {"FIELD-USE"}
+    assert {f.rule_id for f in report.all_findings} == {"FIELD-USE", "DP-NOISE-SOURCE"}
 
 
 @pytest.mark.parametrize("rule_id", sorted(CASES))
@@ -234,7 +235,7 @@ def test_override_widens_fires_through_audit():
 
 
 def test_every_job_and_config_rule_has_a_firing_case():
-    covered = set(CASES) | {"OVERRIDE-WIDENS", "FIELD-USE"}
+    covered = set(CASES) | {"OVERRIDE-WIDENS", "FIELD-USE", "DP-NOISE-SOURCE"}
     registered = {r.rule_id for r in rules_for("job")} | {r.rule_id for r in rules_for("config")}
     assert registered <= covered, sorted(registered - covered)
 

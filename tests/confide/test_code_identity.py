@@ -82,7 +82,8 @@ def test_source_digest_covers_every_source_file_and_nothing_else(tmp_path, monke
 
 def _context(tmp_path, run_config_extra: dict) -> SimpleNamespace:
     conf = write_user_federation(tmp_path / "org", {"shop_a": 50})
-    job = deployment_job(to_container(compose_config(["federation=mine"], [conf])))
+    overrides = ["federation=mine", "dp.noise=secure"]
+    job = deployment_job(to_container(compose_config(overrides, [conf])))
     folder = tmp_path / "org" / "shop_a"
     return SimpleNamespace(
         run_config={"confide-job": json.dumps(job), **run_config_extra},
@@ -108,7 +109,7 @@ def test_node_refuses_coordinator_on_other_code_and_accepts_its_own(tmp_path):
 
 def test_confide_deploy_sends_the_coordinators_identity(tmp_path, monkeypatch):
     conf = write_user_federation(tmp_path / "org", {"shop_a": 50})
-    config = to_container(compose_config(["federation=mine"], [conf]))
+    config = to_container(compose_config(["federation=mine", "dp.noise=secure"], [conf]))
     sent = {}
 
     def fake_run(argv, **kwargs):

@@ -15,7 +15,8 @@ from tests.byo_data import write_user_federation
 
 def test_deployment_job_validates_and_strips_node_local_paths(tmp_path):
     conf = write_user_federation(tmp_path / "org", {"shop_a": 50, "shop_b": 50})
-    config = to_container(compose_config(["federation=mine", "secure=secagg"], [conf]))
+    overrides = ["federation=mine", "secure=secagg", "dp.noise=secure"]
+    config = to_container(compose_config(overrides, [conf]))
     job = deployment_job(config)
     text = json.dumps(job)
     assert str(tmp_path) not in text  # no data, policy, key or ledger path of any node

@@ -37,6 +37,7 @@ def _deployment_run(tmp_path, status: str = "completed") -> DeploymentRun:
     conf = write_user_federation(tmp_path / "org", {"shop_a": 50, "shop_b": 50})
     run_root = tmp_path / "runs"
     overrides = ["federation=mine", "baselines.enabled=false", f"run.root={run_root}"]
+    overrides.append("dp.noise=secure")  # deployment refuses seeded noise
     config = deployment_job(to_container(compose_config(overrides, [conf])))
     job = parse_job(config)
     run_dir = run_root / "4242"

@@ -28,7 +28,7 @@ def base() -> dict:
             "label": {"name": "churned"},
             "features": [{"name": "age"}, {"name": "province"}],
         },
-        "dp": {"enabled": True, "epsilon": 3.0, "delta": 1e-5, "secure_mode": True},
+        "dp": {"enabled": True, "epsilon": 3.0, "delta": 1e-5, "noise": "secure"},
         "secure": {
             "secagg": {"enabled": True},
             "client_dp": {"enabled": True, "noise_multiplier": 0.5, "clipping_norm": 2.0},
@@ -40,31 +40,36 @@ def base() -> dict:
     }
 
 
+def reviewed(review: ConfigReview) -> list:
+    """The config findings less the per-node noise-source records (test_noise_review.py)."""
+    return [f for f in evaluate_config(review) if f.rule_id != "DP-NOISE-SOURCE"]
+
+
 def ids(findings) -> list[str]:
     return [f.rule_id for f in findings]
 
 
 def test_base_config_has_no_config_findings():
-    assert evaluate_config(ConfigReview(base(), baseline=base())) == []
+    assert reviewed(ConfigReview(base(), baseline=base())) == []
 
 
 @pytest.mark.parametrize("deployment", [{"transport": "insecure"}, {"insecure": True}])
 def test_transport_insecure_fires(deployment):
     cfg = {**base(), "deployment": deployment}
-    found = evaluate_config(ConfigReview(cfg))
+    found = reviewed(ConfigReview(cfg))
     assert ids(found) == ["TRANSPORT-INSECURE"] and found[0].severity == "ERROR"
 
 
 def test_unknown_transport_is_refused_not_reviewed():
     cfg = {**base(), "deployment": {"transport": "carrier-pigeon"}}
     with pytest.raises(SettingsError, match=r"^deployment\.transport must be tls or insecure"):
-        evaluate_config(ConfigReview(cfg))
+        reviewed(ConfigReview(cfg))
 
 
 def test_transport_tls_and_simulation_are_fine():
     assert transport(base()) == "simulation"
     assert transport({**base(), "deployment": {"transport": "tls"}}) == "tls"
-    assert evaluate_config(ConfigReview({**base(), "deployment": {"transport": "tls"}})) == []
+    assert reviewed(ConfigReview({**base(), "deployment": {"transport": "tls"}})) == []
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,7 @@ def test_transport_tls_and_simulation_are_fine():
 def test_config_secret_fires_and_never_prints_the_value(where, value):
     cfg = base()
     cfg[where[0]][where[1]] = value
-    found = evaluate_config(ConfigReview(cfg))
+    found = reviewed(ConfigReview(cfg))
     assert ids(found) == ["CONFIG-SECRET"]
     assert found[0].field == f"{where[0]}.{where[1]}"
     assert value not in found[0].message and value not in str(found[0])
@@ -103,7 +108,7 @@ def test_secrets_are_looked_for_in_the_unresolved_config():
     raw["run"]["password"] = "${oc.env:PW}"
     resolved = base()
     resolved["run"]["password"] = "Sup3r-Secret-From-Env"
-    assert evaluate_config(ConfigReview(resolved, raw_config=raw)) == []
+    assert reviewed(ConfigReview(resolved, raw_config=raw)) == []
 
 
 @pytest.mark.parametrize(
@@ -112,7 +117,7 @@ def test_secrets_are_looked_for_in_the_unresolved_config():
         (lambda c: c["dp"].update(enabled=False), "dp.enabled"),
         (lambda c: c["dp"].update(epsilon=8.0), "dp.epsilon"),
         (lambda c: c["dp"].update(delta=1e-3), "dp.delta"),
-        (lambda c: c["dp"].update(secure_mode=False), "dp.secure_mode"),
+        (lambda c: c["dp"].update(noise="seeded"), "dp.noise"),
         (lambda c: c["secure"]["secagg"].update(enabled=False), "secure.secagg.enabled"),
         (lambda c: c["secure"]["client_dp"].update(enabled=False), "secure.client_dp.enabled"),
         (
@@ -148,9 +153,7 @@ def test_override_widens_fires_for_each_widening(change, key):
     cfg = base()
     change(cfg)
     found = [
-        f
-        for f in evaluate_config(ConfigReview(cfg, baseline=base()))
-        if f.rule_id == "OVERRIDE-WIDENS"
+        f for f in reviewed(ConfigReview(cfg, baseline=base())) if f.rule_id == "OVERRIDE-WIDENS"
     ]
     assert [f.field for f in found] == [key] and found[0].severity == "WARN"
 
@@ -164,20 +167,20 @@ def test_narrowing_is_not_widening():
 
 
 def test_config_invalid_fires():
-    found = evaluate_config(ConfigReview(base(), job_error="rounds must be >= 1 (rule: rounds)"))
+    found = reviewed(ConfigReview(base(), job_error="rounds must be >= 1 (rule: rounds)"))
     assert ids(found) == ["CONFIG-INVALID"] and "rounds" in found[0].message
 
 
 @pytest.mark.parametrize("status", ["missing", "unreadable"])
 def test_data_missing_fires(status):
-    found = evaluate_config(ConfigReview(base(), nodes=(NodeFacts("a", data_status=status),)))
+    found = reviewed(ConfigReview(base(), nodes=(NodeFacts("a", data_status=status),)))
     assert ids(found) == ["DATA-MISSING"] and found[0].node == "a"
 
 
 @pytest.mark.parametrize("status", ["not-configured", "missing", "permissions"])
 def test_node_keys_fires(status):
     facts = NodeFacts("a", keys_status=status, crypto_columns=("customer_id",))
-    found = evaluate_config(ConfigReview(base(), nodes=(facts,)))
+    found = reviewed(ConfigReview(base(), nodes=(facts,)))
     assert ids(found) == ["NODE-KEYS"] and found[0].field == "customer_id"
 
 
@@ -187,11 +190,11 @@ def test_node_keys_quiet_without_crypto_columns_or_with_keys():
         NodeFacts("b", keys_status="ok", crypto_columns=("id",)),
         NodeFacts("c", keys_status="generated", crypto_columns=("id",)),
     )
-    assert evaluate_config(ConfigReview(base(), nodes=nodes)) == []
+    assert reviewed(ConfigReview(base(), nodes=nodes)) == []
 
 
 def test_ledger_integrity_fires():
-    found = evaluate_config(ConfigReview(base(), nodes=(NodeFacts("a", ledger_error="bad"),)))
+    found = reviewed(ConfigReview(base(), nodes=(NodeFacts("a", ledger_error="bad"),)))
     assert ids(found) == ["LEDGER-INTEGRITY"]
 
 
@@ -205,6 +208,8 @@ def test_every_config_rule_is_registered_with_a_rationale():
         "DATA-MISSING",
         "NODE-KEYS",
         "LEDGER-INTEGRITY",
+        "DP-NOISE-NOT-SECURE",
+        "DP-NOISE-SOURCE",
     }
     for rid in config_rules:
         assert len(RULES[rid].rationale) > 60

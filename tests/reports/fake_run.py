@@ -101,6 +101,7 @@ def make_run(
                 "steps": float(rows // 256 * 2),
                 "num-examples": float(rows * 0.8),
                 "noise_multiplier": 1.1,
+                "secure_noise": 0.0,  # simulation: seeded noise
             }
             for node, rows in NODES.items()
         }
@@ -214,7 +215,7 @@ def make_run(
             "epsilon_target": epsilon if dp_enabled else None,
             "delta": 1e-5 if dp_enabled else None,
             "accountant": "rdp",
-            "secure_mode": False,
+            "noise": "seeded",
         },
         "global": pooled["global"],
         "federated_eval_last_round": history["rounds"][-1]["global"],

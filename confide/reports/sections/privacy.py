@@ -5,11 +5,14 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from confide.privacy.review_rules import noise_findings, transport
+from confide.wire import SECURE_NOISE_METRIC
+
 from ..context import ReportContext
 from ..context import fmt_num as _f
 from ..html_page import Section, paragraph, table
 
-__all__ = ["privacy"]
+__all__ = ["privacy", "reported_noise"]
 
 
 def privacy(ctx: ReportContext) -> Section:
@@ -28,10 +31,7 @@ def privacy(ctx: ReportContext) -> Section:
         ("δ", str(dp.get("delta")) if enabled else "n/a"),
         ("clipping norm (max_grad_norm)", str(dp.get("max_grad_norm", "n/a"))),
         ("accountant", str(dp.get("accountant", "n/a"))),
-        (
-            "secure RNG (secure_mode)",
-            "on" if dp.get("secure_mode") else "off (development mode)",
-        ),
+        ("noise source (proposed)", str(dp.get("noise", "seeded")) if enabled else "n/a"),
         ("per-sample gradients", str(dp.get("grad_sample_mode", "n/a"))),
         (
             "rounds × local epochs, batch size",
@@ -41,6 +41,8 @@ def privacy(ctx: ReportContext) -> Section:
     body = "<h3>Differential privacy</h3>" + table(
         ["parameter", "value"], dp_rows, text_columns=(0, 1)
     )
+    if enabled:
+        body += _noise_table(ctx)
     body += "<h3>Transport and aggregation</h3>" + table(
         ["", "status"],
         [
@@ -89,6 +91,38 @@ def privacy(ctx: ReportContext) -> Section:
     body += "<h3>Tiers and transforms per node</h3>"
     body += _policy_tables(ctx)
     return Section("privacy", "Privacy", body)
+
+
+def reported_noise(rounds: list[dict]) -> dict[str, str]:
+    """The noise source each node reported in its last train reply (``secure`` or ``seeded``)."""
+    out: dict[str, str] = {}
+    for record in rounds:
+        for node, metrics in record.get("train", {}).items():
+            if SECURE_NOISE_METRIC in metrics:
+                out[node] = "secure" if metrics[SECURE_NOISE_METRIC] == 1.0 else "seeded"
+    return out
+
+
+def _noise_table(ctx: ReportContext) -> str:
+    """What each node reported it drew its noise from, with the review's findings on it."""
+    reported = reported_noise(ctx.run.rounds)
+    if not reported:
+        return paragraph("No node reported its noise source (no train reply).", "lead")
+    findings = noise_findings(transport(ctx.run.config), reported)
+    errors = {f.node for f in findings if f.severity == "ERROR"}
+    rows = [
+        (node, kind, "ERROR DP-NOISE-NOT-SECURE" if node in errors else "ok")
+        for node, kind in sorted(reported.items())
+    ]
+    out = "<h4>Noise source each node used (from its train replies)</h4>"
+    out += table(["node", "noise source", "review"], rows, text_columns=(0, 1, 2))
+    if errors:
+        out += paragraph(
+            f"{len(errors)} node(s) drew seeded noise on the deployment engine: their noise is "
+            "predictable from the seed (rule DP-NOISE-NOT-SECURE).",
+            "bad",
+        )
+    return out
 
 
 def _policy_tables(ctx: ReportContext) -> str:

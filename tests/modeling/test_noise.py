@@ -1,0 +1,171 @@
+"""The secure noise source: Gaussian with the right scale, fresh keys, a key that never leaves.
+
+The distribution tests draw 200,000 values; each statistical assertion has a stated false-alarm
+rate (at most 1e-6 per test run, since the secure source cannot be seeded), and each has a
+control (a broken sampler) that the same assertion rejects by a wide margin.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from confide.modeling import noise as noise_module
+from confide.modeling.noise import (
+    NoiseSourceError,
+    SecureNoise,
+    SeededNoise,
+    noise_source,
+)
+
+N = 200_000
+_REAL_NORMALS = SecureNoise._normals
+STD = 1.7
+# Kolmogorov-Smirnov: P(D > d) <= 2 exp(-2 n d^2) (Dvoretzky-Kiefer-Wolfowitz-Massart), so
+# d = sqrt(ln(2 / alpha) / (2 n)) has false-alarm rate <= alpha = 1e-6 (d = 0.0060 at n = 200k).
+ALPHA = 1e-6
+KS_LIMIT = math.sqrt(math.log(2 / ALPHA) / (2 * N))
+Z = 5.0  # |z| > 5 for a mean or a standard deviation: two-sided false alarm 5.7e-7
+
+
+def _check_gaussian(sample: np.ndarray, std: float) -> None:
+    """Mean, standard deviation and shape of N(0, std^2), each at false-alarm <= 1e-6."""
+    assert abs(sample.mean()) < Z * std / math.sqrt(len(sample)), "mean"
+    # the sample std of n normals has standard error std / sqrt(2 n)
+    assert abs(sample.std() - std) < Z * std / math.sqrt(2 * len(sample)), "std"
+    assert stats.kstest(sample / std, "norm").statistic < KS_LIMIT, "KS"
+
+
+def _draw(source) -> np.ndarray:
+    out = source.gaussian(N, STD)
+    assert out.dtype == torch.float32 and out.shape == (N,)
+    return out.numpy().astype(np.float64)
+
+
+def test_secure_noise_is_gaussian_with_the_asked_std():
+    _check_gaussian(_draw(SecureNoise()), STD)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        # keystream uniforms used as if they were noise (rescaled to the right variance)
+        lambda self, n: (self._uniforms(n) - 0.5) * math.sqrt(12.0),
+        # Box-Muller's radius without the log: the wrong distribution, variance kept near 1
+        lambda self, n: np.sqrt(3.0 * self._uniforms(n)) * np.cos(2 * np.pi * self._uniforms(n)),
+        # the right shape at the wrong scale (four draws summed but divided by four)
+        lambda self, n: 0.5 * _REAL_NORMALS(self, n),
+    ],
+    ids=["uniform-bytes", "no-log-radius", "wrong-std"],
+)
+def test_control_a_broken_sampler_is_rejected(monkeypatch, broken):
+    monkeypatch.setattr(SecureNoise, "_normals", broken)
+    with pytest.raises(AssertionError):
+        _check_gaussian(_draw(SecureNoise()), STD)
+
+
+def test_each_value_sums_four_draws_as_opacus_secure_mode():
+    # Opacus 1.6 _generate_noise (secure_mode): sum of 2n = 4 Gaussians divided by 2
+    source, asked = SecureNoise(), []
+    real = SecureNoise._normals
+
+    def counting(self, n):
+        asked.append(n)
+        return real(self, n)
+
+    source._normals = counting.__get__(source)
+    source.gaussian(1000, 1.0)
+    assert asked == [4000]
+
+
+def test_zero_draws_and_zero_std():
+    source = SecureNoise()
+    assert source.gaussian(0, 1.0).shape == (0,)
+    assert torch.equal(source.gaussian(7, 0.0), torch.zeros(7))
+
+
+def test_two_sources_and_two_calls_never_repeat():
+    a, b = SecureNoise(), SecureNoise()
+    first, second = a._uniforms(4096), b._uniforms(4096)
+    # 53-bit uniforms: any shared value between two fresh keystreams has chance < 2^-28 here
+    assert not set(first.tolist()) & set(second.tolist())
+    assert not set(first.tolist()) & set(a._uniforms(4096).tolist())
+    ga, gb = a.gaussian(10_000, 1.0).double(), b.gaussian(10_000, 1.0).double()
+    # independent streams: correlation of 10,000 pairs has sd 0.01; |r| < 0.05 is a 5-sigma bound
+    assert abs(float(torch.corrcoef(torch.stack([ga, gb]))[0, 1])) < 0.05
+
+
+def test_control_fixed_entropy_repeats(monkeypatch):
+    # the freshness comes from os.urandom: with it fixed, two sources give the same stream
+    monkeypatch.setattr(noise_module.os, "urandom", lambda k: b"\x07" * k)
+    assert torch.equal(SecureNoise().gaussian(100, 1.0), SecureNoise().gaussian(100, 1.0))
+
+
+def test_rekeying_keeps_the_distribution(monkeypatch):
+    monkeypatch.setattr(noise_module, "_REKEY_BYTES", 8 * 4096)
+    keys = []
+    real = os.urandom
+
+    def recording(k):
+        out = real(k)
+        keys.append(out)
+        return out
+
+    monkeypatch.setattr(noise_module.os, "urandom", recording)
+    source = SecureNoise()
+    values = np.concatenate([source.gaussian(N // 50, STD).numpy() for _ in range(50)])
+    assert len([k for k in keys if len(k) == 32]) >= 50  # a new key at least once per call
+    _check_gaussian(values.astype(np.float64), STD)
+
+
+def test_the_key_never_appears_in_repr_and_pickling_is_refused(monkeypatch):
+    keys: list[bytes] = []
+    real = os.urandom
+
+    def recording(k):
+        out = real(k)
+        keys.append(out)
+        return out
+
+    monkeypatch.setattr(noise_module.os, "urandom", recording)
+    source = SecureNoise()
+    (key,) = [k for k in keys if len(k) == 32]
+    shown = repr(source) + str(source) + repr(vars(source))
+    assert key.hex() not in shown and repr(key) not in shown
+    assert all(v is not key and v != key for v in vars(source).values())
+    for leak in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(NoiseSourceError, match="cannot be pickled or copied") as err:
+            leak(source)
+        assert key.hex() not in str(err.value)
+
+
+def test_control_seeded_noise_pickles_and_repeats():
+    # what the secure source refuses, the seeded one does: it is reproducible by design
+    seeded = SeededNoise(5)
+    copied = pickle.loads(pickle.dumps(seeded))
+    assert torch.equal(copied.gaussian(10, 1.0), seeded.gaussian(10, 1.0))
+
+
+def test_sampling_generator_is_fresh_per_source_and_kept_per_source():
+    a, b = SecureNoise(), SecureNoise()
+    assert a.sampling_generator() is a.sampling_generator()
+    draws_a = a.sampling_generator().integers(0, 2**63, size=4)
+    draws_b = b.sampling_generator().integers(0, 2**63, size=4)
+    assert not set(draws_a.tolist()) & set(draws_b.tolist())
+
+
+def test_noise_source_factory():
+    assert isinstance(noise_source("secure", 0), SecureNoise)
+    seeded = noise_source("seeded", 3)
+    assert isinstance(seeded, SeededNoise)
+    assert torch.equal(seeded.gaussian(5, 1.0), SeededNoise(3).gaussian(5, 1.0))
+    with pytest.raises(NoiseSourceError, match=r"^dp\.noise must be one of seeded, secure") as err:
+        noise_source("urandom", 0)
+    assert "urandom" not in str(err.value) and "\n" not in str(err.value)
