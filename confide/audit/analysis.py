@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 _SOURCE = "analysis config"
+# Config sections only training reads; config findings about them do not concern an analysis.
+_TRAINING_SECTIONS = ("dp.", "task.", "strategy.", "secure.", "train.")
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,8 @@ def audit_analysis_config(
     by_node = {v.name: v for v in views}
     findings = [spec_finding] if spec_finding else []
     for finding in evaluate_config(review):
+        if (finding.field or "").startswith(_TRAINING_SECTIONS):
+            continue  # a training setting (DP-SGD, task, strategy): not used by an analysis
         if finding.node in by_node:
             by_node[finding.node].findings.append(finding)
         else:

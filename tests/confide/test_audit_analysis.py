@@ -224,6 +224,24 @@ def test_an_unreadable_ledger_is_ledger_integrity_not_a_budget_number(base, tmp_
     assert report.errors == ["LEDGER-INTEGRITY"]
 
 
+def test_config_findings_on_training_settings_do_not_concern_an_analysis(base):
+    """Raising DP-SGD's epsilon widens a training job (OVERRIDE-WIDENS) but not an analysis,
+    which never reads dp.*; a node's policy swapped by an override concerns both."""
+    from confide.audit import audit_config
+
+    new = copy.deepcopy(base)
+    new["dp"]["epsilon"] = float(base["dp"]["epsilon"]) + 2
+    training = audit_config(new, baseline=base)  # control: the training review flags it
+    assert [f.field for f in training.all_findings if f.rule_id == "OVERRIDE-WIDENS"] == [
+        "dp.epsilon"
+    ]
+    analysis = audit_analysis_config(new, baseline=base)
+    assert [f for f in analysis.all_findings if f.rule_id == "OVERRIDE-WIDENS"] == []
+    new["federation"]["nodes"][0]["policy"] = base["federation"]["nodes"][0]["policy"] + ".x"
+    swapped = audit_analysis_config(new, baseline=base)
+    assert "OVERRIDE-WIDENS" in {f.rule_id for f in swapped.all_findings}
+
+
 def test_delta_above_the_node_limit_is_refused():
     budget = AnalysisBudget("n", 1.0, 1e-4, 3.0, 1e-5, 10.0, 0.0)
     assert [f.rule_id for f in analysis_budget_findings(budget)] == ["ANALYSIS-DELTA"]
