@@ -249,6 +249,58 @@ def test_delta_above_the_node_limit_is_refused():
     assert analysis_budget_findings(ok) == []
 
 
+AGREEMENT = {
+    "clean": ({}, {}),
+    "cs-group-by": (
+        {
+            "columns": {**SPEC["columns"], "mobile": {"categories": ["a", "b"]}},
+            "queries": queries({"name": "by_phone", "stat": "count", "group_by": ["mobile"]}),
+        },
+        {},
+    ),
+    "unknown-column": (
+        {
+            "columns": {**SPEC["columns"], "income": {"min": 0, "max": 1e6}},
+            "queries": queries({"name": "income_sum", "stat": "sum", "column": "income"}),
+        },
+        {},
+    ),
+    "unbounded": ({"columns": {k: v for k, v in SPEC["columns"].items() if k != "age"}}, {}),
+    "inverted": ({"columns": {**SPEC["columns"], "age": {"min": 90, "max": 18}}}, {}),
+    "per-run": (
+        {"epsilon": 4.0, "queries": [{**q, "epsilon": 2.0} for q in SPEC["queries"]]},
+        {},
+    ),
+    "node-cap": ({}, {"max_epsilon_per_run": 0.5}),
+    "lifetime": ({}, {"ledger": 9.5}),
+}
+
+
+@pytest.mark.parametrize("case", list(AGREEMENT))
+def test_the_node_refuses_exactly_when_the_review_shows_an_error(base, tmp_path, case):
+    """The node handler's own preflight (clients.analysis_node.preflight_node, run before any
+    step) and the review agree on every case, down to the rule id."""
+    from confide.clients.analysis_node import AnalysisRefusal, preflight_node
+    from confide.job import parse_node
+
+    spec_changes, node_changes = AGREEMENT[case]
+    if "ledger" in node_changes:
+        node_changes = {"ledger": with_spent(tmp_path, node_changes["ledger"])}
+    report = review(base, node=node_changes, **spec_changes)
+    cfg = copy.deepcopy(base)
+    cfg["federation"]["nodes"][0].update(node_changes)
+    wire = {**copy.deepcopy(SPEC), **spec_changes}
+    node = parse_node(cfg["federation"]["nodes"][0], 0)
+    try:
+        preflight_node(node, wire)
+        refused = None
+    except AnalysisRefusal as exc:
+        refused = str(exc)
+    assert (refused is None) == (report.errors == []), (case, refused, report.errors)
+    if refused is not None:
+        assert report.errors[0] in refused, (report.errors, refused)
+
+
 def test_every_analysis_rule_is_registered_documented_and_has_a_firing_case():
     ids = {r.rule_id for r in rules_for("analysis")}
     tested = {
