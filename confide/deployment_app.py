@@ -14,11 +14,23 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from confide.reports import write_report
-from confide.rundir import federated_evaluation, finalise_run, last_epsilons, run_ledger_path
+from confide.rundir import (
+    federated_evaluation,
+    finalise_analysis,
+    finalise_run,
+    last_epsilons,
+    run_ledger_path,
+)
+from confide.server.analysis_app import (
+    AnalysisDeploymentRun,
+    analysis_record,
+    is_analysis_run,
+    run_analysis_deployment,
+)
 from confide.server.server_app import DeploymentRun, run_deployment
 from confide.simulations.reproducibility import reproducibility_record
 
-__all__ = ["app", "finalise_deployment"]
+__all__ = ["app", "finalise_analysis_deployment", "finalise_deployment"]
 
 
 def finalise_deployment(run: DeploymentRun) -> dict:
@@ -45,10 +57,44 @@ def finalise_deployment(run: DeploymentRun) -> dict:
     )
 
 
+def finalise_analysis_deployment(run: AnalysisDeploymentRun) -> dict:
+    """Finish a deployment analysis's run directory through the shared analysis finaliser
+    (analysis.json, analysis.html, a run-ledger record of kind analysis); returns the record.
+    The coordinator holds no node's policy or budget ledger: each node's charge is what its
+    answered steps cost."""
+    from confide.reports.analysis import render_analysis_html
+
+    outcome = run.outcome
+    record = analysis_record(
+        run.spec,
+        run.run_id,
+        outcome,
+        engine="deployment",
+        federation=run.job.federation,
+        nodes=sorted({*outcome.charged, *outcome.reasons}),
+    )
+    finalise_analysis(
+        run.run_dir,
+        config=run.job.config,
+        run_id=run.run_id,
+        analysis=record,
+        outcome=outcome.status,
+        epsilon=outcome.charged,
+        policy_sha256={},
+        ledger_path=run_ledger_path(run.job.config, run.run_root),
+        write_html=render_analysis_html if outcome.status == "completed" else None,
+    )
+    return record
+
+
 app = ServerApp()
 
 
 @app.main()
 def deployment_main(grid: Grid, context: Context) -> None:
-    """Run the job from the run config, then finalise its run directory."""
+    """Run the job from the run config (an analysis when the job selects one), then finalise
+    its run directory."""
+    if is_analysis_run(context):
+        finalise_analysis_deployment(run_analysis_deployment(grid, context))
+        return
     finalise_deployment(run_deployment(grid, context))

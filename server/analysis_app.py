@@ -15,17 +15,24 @@ whose query handler answers these messages from each node's own ``--node-config`
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+import yaml
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from confide.analytics import kmeans
 from confide.analytics.combine import combine_releases
-from confide.analytics.spec import AnalysisSpec
+from confide.analytics.spec import AnalysisSpec, load_analysis_spec
+from confide.core.files import atomic_write_text
+from confide.job import Job, parse_job
+from confide.rundir import CONFIG_FILE, write_outcome
 from confide.wire import (
     ANALYSIS_KEY,
     STATUS_KEY,
@@ -37,7 +44,22 @@ from confide.wire import (
     decode_analysis_reply,
 )
 
-__all__ = ["AnalysisOutcome", "AnalysisStopped", "run_analysis"]
+__all__ = [
+    "NOISE_PLACEMENT",
+    "AnalysisDeploymentRun",
+    "AnalysisOutcome",
+    "AnalysisStopped",
+    "analysis_record",
+    "is_analysis_run",
+    "plan_of",
+    "run_analysis",
+    "run_analysis_deployment",
+]
+
+NOISE_PLACEMENT = (
+    "local: each node adds Laplace noise (OpenDP) to its own release before it leaves the node; "
+    "the coordinator only sums noisy releases"
+)
 
 OnStep = Callable[[AnalysisStep, int], None]
 
@@ -134,19 +156,38 @@ def _charged(
     }
 
 
+def _connected(grid: Grid, expected: int, timeout: float) -> list[int]:
+    """The grid's node ids once ``expected`` nodes are connected (deployment: SuperNodes may
+    still be connecting); fewer after ``timeout`` seconds stops the analysis."""
+    deadline = time.monotonic() + timeout
+    while len(node_ids := sorted(grid.get_node_ids())) < expected:
+        if time.monotonic() > deadline:
+            raise AnalysisStopped(
+                AnalysisStep("release", 0, 0.0),
+                {
+                    "federation": f"{len(node_ids)} of {expected} nodes connected within "
+                    f"{timeout:g} s"
+                },
+            )
+        time.sleep(1.0)
+    return node_ids
+
+
 def run_analysis(
     grid: Grid,
     spec: AnalysisSpec,
     run_id: str,
     timeout: float,
     on_step: OnStep | None = None,
+    expected_nodes: int = 1,
 ) -> AnalysisOutcome:
-    """Run every step of ``spec`` on the grid's nodes and combine the releases."""
-    node_ids = sorted(grid.get_node_ids())
+    """Run every step of ``spec`` on the grid's nodes (at least ``expected_nodes``) and combine
+    the releases."""
     wire = spec.to_wire()
     done: dict[str, int] = {}
     steps = plan_of(spec)
     try:
+        node_ids = _connected(grid, expected_nodes, timeout)
         release_step = steps[0]
         releases = _ask(
             grid, node_ids, AnalysisRequest(run_id, "release", wire), release_step, timeout, done
@@ -168,3 +209,90 @@ def run_analysis(
     except AnalysisStopped as exc:
         return AnalysisOutcome("stopped", None, _charged(spec, steps, done), exc.reasons, str(exc))
     return AnalysisOutcome("completed", analysis, _charged(spec, steps, done))
+
+
+def analysis_record(
+    spec: AnalysisSpec,
+    run_id: str,
+    outcome: AnalysisOutcome,
+    *,
+    engine: str,
+    federation: str,
+    nodes: list[str],
+) -> dict[str, Any]:
+    """analysis.json: the combined releases (the library's record, as the in-process runner
+    gives it: epsilon per part, numbers with their expected 95% errors, per node and
+    federated) plus the run's facts: the spec, the step plan and what each node was charged.
+    Numbers only: no rows, no ids, no segment assignments."""
+    record: dict[str, Any] = {
+        "epsilon": spec.epsilon,
+        "delta": spec.delta,
+        "parts": spec.parts(),
+        "noise_placement": NOISE_PLACEMENT,
+    }
+    record.update(outcome.analysis or {})
+    record.update(
+        {
+            "kind": "analysis",
+            "run_id": run_id,
+            "status": outcome.status,
+            "engine": engine,
+            "federation": federation,
+            "nodes": list(nodes),
+            "spec": spec.to_wire(),
+            "steps": [
+                {"step": s.step, "iteration": s.iteration, "epsilon": s.epsilon}
+                for s in plan_of(spec)
+            ],
+            "charged": dict(sorted(outcome.charged.items())),
+        }
+    )
+    if outcome.status != "completed":
+        record["reasons"] = outcome.reasons
+        record["message"] = outcome.message
+    return record
+
+
+@dataclass(frozen=True)
+class AnalysisDeploymentRun:
+    """A deployment analysis, as the deployment ServerApp finalises it."""
+
+    job: Job
+    spec: AnalysisSpec
+    run_id: str
+    run_dir: Path
+    run_root: Path
+    outcome: AnalysisOutcome
+
+
+def _shared_job(context: Context) -> dict[str, Any]:
+    return json.loads(str(context.run_config["confide-job"]))
+
+
+def is_analysis_run(context: Context) -> bool:
+    """Whether the deployment's shared job (``confide-job``) selects an analysis."""
+    raw = context.run_config.get("confide-job")
+    return bool(raw) and bool(_shared_job(context).get("analysis"))
+
+
+def run_analysis_deployment(grid: Grid, context: Context) -> AnalysisDeploymentRun:
+    """Deployment: the analysis travels in the shared job (``confide deploy analysis=NAME``);
+    the run directory is ``<confide-run-dir>/<run id>``. Runs the plan; the caller finalises.
+    Each SuperNode answers from its own ``--node-config``, policy and budget ledger."""
+    job = parse_job(_shared_job(context))
+    spec = load_analysis_spec(job.config["analysis"], "run config 'confide-job' analysis")
+    run_root = Path(str(context.run_config.get("confide-run-dir", "runs")))
+    run_id = str(context.run_id)
+    run_dir = run_root / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(  # the coordinator's record of what was proposed (no node paths)
+        run_dir / CONFIG_FILE, yaml.safe_dump(job.config, allow_unicode=True, sort_keys=False)
+    )
+    timeout = float(job.config["run"]["timeout_s"])
+    # the job lists no nodes in deployment: wait for as many as a training run would
+    expected = int((job.config["strategy"].get("algorithm") or {}).get("min_available_nodes", 1))
+    outcome = run_analysis(grid, spec, run_id, timeout, expected_nodes=expected)
+    write_outcome(  # what `confide deploy` prints when it follows the run
+        run_dir, {"status": outcome.status, "reasons": outcome.reasons, "message": outcome.message}
+    )
+    return AnalysisDeploymentRun(job, spec, run_id, run_dir, run_root, outcome)

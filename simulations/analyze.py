@@ -34,7 +34,7 @@ from confide.job import Job, NodeSpec, preflight_config, run_location
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.policy import load_policy
 from confide.rundir import CONFIG_FILE, finalise_analysis, run_ledger_path
-from confide.server.analysis_app import AnalysisOutcome, plan_of, run_analysis
+from confide.server.analysis_app import AnalysisOutcome, analysis_record, run_analysis
 from confide.simulations.federation import materialize_synthetic_nodes
 from confide.simulations.simulate import (
     SimulationEngineError,
@@ -44,18 +44,12 @@ from confide.simulations.simulate import (
 )
 
 __all__ = [
-    "NOISE_PLACEMENT",
     "AnalysisConfigError",
     "AnalysisResult",
     "analysis_spec",
     "analyze",
     "preflight_analysis",
 ]
-
-NOISE_PLACEMENT = (
-    "local: each node adds Laplace noise (OpenDP) to its own release before it leaves the node; "
-    "the coordinator only sums noisy releases"
-)
 
 
 class AnalysisConfigError(ConfideError):
@@ -136,42 +130,6 @@ def _budget_ledgers(job: Job) -> tuple[dict[str, tuple[Path, dict]], dict[str, s
     return ledgers, policies
 
 
-def _analysis_record(
-    spec: AnalysisSpec, run_id: str, outcome: AnalysisOutcome, job: Job
-) -> dict[str, Any]:
-    """analysis.json: the combined releases (the library's record, as the in-process runner
-    gives it: epsilon per part, numbers with their expected 95% errors, per node and
-    federated) plus the run's facts: the spec, the step plan and what each node was charged.
-    Numbers only: no rows, no ids, no segment assignments."""
-    record: dict[str, Any] = {
-        "epsilon": spec.epsilon,
-        "delta": spec.delta,
-        "parts": spec.parts(),
-        "noise_placement": NOISE_PLACEMENT,
-    }
-    record.update(outcome.analysis or {})
-    record.update(
-        {
-            "kind": "analysis",
-            "run_id": run_id,
-            "status": outcome.status,
-            "engine": "simulation",
-            "federation": job.federation,
-            "nodes": [n.name for n in job.nodes],
-            "spec": spec.to_wire(),
-            "steps": [
-                {"step": s.step, "iteration": s.iteration, "epsilon": s.epsilon}
-                for s in plan_of(spec)
-            ],
-            "charged": dict(sorted(outcome.charged.items())),
-        }
-    )
-    if outcome.status != "completed":
-        record["reasons"] = outcome.reasons
-        record["message"] = outcome.message
-    return record
-
-
 def analyze(config: Mapping[str, Any], verbose: bool = False, on_step=None) -> AnalysisResult:
     """Run the composed config's analysis on the simulation engine."""
     spec = analysis_spec(config)
@@ -201,7 +159,7 @@ def analyze(config: Mapping[str, Any], verbose: bool = False, on_step=None) -> A
     holder: dict[str, AnalysisOutcome] = {}
 
     def body(grid: Grid) -> None:
-        holder["outcome"] = run_analysis(grid, spec, run_id, timeout, on_step)
+        holder["outcome"] = run_analysis(grid, spec, run_id, timeout, on_step, len(job.nodes))
 
     failure = run_engine(
         job,
@@ -221,7 +179,14 @@ def analyze(config: Mapping[str, Any], verbose: bool = False, on_step=None) -> A
     from confide.reports.analysis import render_analysis_html
 
     outcome = holder["outcome"]
-    record = _analysis_record(spec, run_id, outcome, job)
+    record = analysis_record(
+        spec,
+        run_id,
+        outcome,
+        engine="simulation",
+        federation=job.federation,
+        nodes=[n.name for n in job.nodes],
+    )
     ledgers, policies = _budget_ledgers(job)
     finalise_analysis(
         run_dir,

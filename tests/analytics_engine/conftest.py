@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from flwr.app import Context, RecordDict
 
+from confide.clients.client_app import make_client_app
 from confide.job import NodeSpec
 from confide.privacy.keys import new_keyring_file
 from confide.simulations.node_profiles import get_profile
@@ -112,3 +114,27 @@ def segments_spec(iterations: int = 2) -> dict[str, Any]:
         "value": "monetary_12m",
     }
     return spec
+
+
+class Grid:
+    """Delivers each message to the ClientApp of its node; ``silent`` nodes never reply."""
+
+    def __init__(self, nodes: dict[int, NodeSpec], silent: tuple[int, ...] = ()) -> None:
+        self.nodes, self.silent, self.sent = nodes, silent, []
+
+        def no_training(context):
+            raise AssertionError("an analysis sends no training message")
+
+        self.app = make_client_app(no_training, resolve_node=lambda c: self.nodes[c.node_id])
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = []
+        for msg in messages:
+            node_id = msg.metadata.dst_node_id
+            self.sent.append((node_id, str(msg.metadata.message_type)))
+            if node_id not in self.silent:
+                replies.append(self.app(msg, Context(1, node_id, {}, RecordDict(), {})))
+        return replies

@@ -5,46 +5,20 @@ plan, the combination and the stop on a refusal or a missing reply are checked i
 from __future__ import annotations
 
 import pytest
-from flwr.app import Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from confide.analytics.spec import load_analysis_spec
-from confide.clients.client_app import make_client_app
 from confide.job import NodeSpec
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.server.analysis_app import plan_of, run_analysis
 
-from .conftest import segments_spec
+from .conftest import Grid, segments_spec
 
 
 @pytest.fixture(autouse=True)
 def _task_identity(monkeypatch):
     for attr, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
         monkeypatch.setattr(TaskIdentity, attr, value)
-
-
-class Grid:
-    """Delivers each message to the ClientApp of its node; ``silent`` nodes never reply."""
-
-    def __init__(self, nodes: dict[int, NodeSpec], silent: tuple[int, ...] = ()) -> None:
-        self.nodes, self.silent, self.sent = nodes, silent, []
-
-        def no_training(context):
-            raise AssertionError("an analysis sends no training message")
-
-        self.app = make_client_app(no_training, resolve_node=lambda c: self.nodes[c.node_id])
-
-    def get_node_ids(self):
-        return list(self.nodes)
-
-    def send_and_receive(self, messages, *, timeout=None):
-        replies = []
-        for msg in messages:
-            node_id = msg.metadata.dst_node_id
-            self.sent.append((node_id, str(msg.metadata.message_type)))
-            if node_id not in self.silent:
-                replies.append(self.app(msg, Context(1, node_id, {}, RecordDict(), {})))
-        return replies
 
 
 @pytest.fixture
