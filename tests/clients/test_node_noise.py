@@ -26,7 +26,7 @@ from confide.modeling.factory import build_model
 from confide.privacy.review_rules import noise_findings
 from confide.reports.sections.privacy import reported_noise
 from confide.simulations.federation import materialize_synthetic_nodes
-from confide.wire import SECURE_NOISE_METRIC, Proposal
+from confide.wire import SECURE_NOISE_METRIC, Proposal, ProposalError
 from tests.clients.test_hostile_coordinator import NODE_ID, node_config, status, train_message
 
 
@@ -139,3 +139,13 @@ def test_the_report_flags_a_node_that_reported_seeded_noise_in_deployment():
     assert [(f.rule_id, f.node) for f in errors] == [("DP-NOISE-NOT-SECURE", "b")]
     # control: the same replies in simulation are recorded, not flagged
     assert [f.severity for f in noise_findings("simulation", reported)] == ["INFO", "INFO"]
+
+
+def test_the_proposal_carries_dp_noise_and_refuses_an_unknown_one(small):
+    _, job = small
+    sent = Proposal("r", 1, 1, 0, dataclasses.replace(job.dp, noise="secure"), job.train)
+    config = {**sent.to_config(), "server-round": 1}
+    assert config["dp-noise"] == "secure" and Proposal.from_config(config) == sent
+    with pytest.raises(ProposalError, match=r"\(dp-noise must be one of seeded, secure\)") as err:
+        Proposal.from_config({**config, "dp-noise": "xorshift"})
+    assert "xorshift" not in str(err.value)
