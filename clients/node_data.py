@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from confide.modeling.encoding import encode_features, encode_labels
+from confide.modeling.encoding import encode_features
 from confide.modeling.errors import DataError
 from confide.modeling.task_spec import TaskSpec
 from confide.privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job
@@ -92,7 +92,7 @@ def prepare_frame(
     with_label: bool,
 ) -> PreparedFrame:
     """Read ``path``, check and transform it under ``policy``, rename to task names."""
-    names = task.feature_names + ([task.label.name] if with_label else [])
+    names = task.feature_names + (task.target_names if with_label else [])
     return prepare_columns(path, policy, names, keyring)
 
 
@@ -162,6 +162,6 @@ def encode_node(
 ) -> NodeData:
     """Encode a prepared frame and split it into train and held-out rows (seeded per node)."""
     x = encode_features(prepared.frame, task, source)
-    y = encode_labels(prepared.frame, task, source)
+    y = task.encode_targets(prepared.frame, source)
     train_idx, test_idx = _split_indices(len(y), test_fraction, seed ^ zlib.crc32(name.encode()))
     return NodeData(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], prepared.policy)

@@ -31,6 +31,9 @@ from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics, score_histograms
 from confide.modeling.noise import noise_source
 from confide.modeling.prediction import predict_proba
+from confide.modeling.survival_eval import node_survival_reply
+from confide.modeling.survival_model import loss_for_task
+from confide.modeling.survival_spec import SurvivalTaskSpec
 from confide.modeling.task_spec import TaskSpec
 from confide.privacy import Keyring, PrivacyError, load_policy
 from confide.privacy.budget_ledger import BudgetLedger
@@ -169,7 +172,7 @@ class NodeRuntime:
         )
 
     def _model(self, data: NodeData, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
-        model = self.model_net.build(data.x_train.shape[1])
+        model = self.model_net.build(data.x_train.shape[1], out_dim=self.task.output_dim)
         try:
             model.load_state_dict(state_dict)
         except RuntimeError as exc:
@@ -266,6 +269,7 @@ class NodeRuntime:
                 seed=seed,
                 max_epsilon=cap,
                 noise=noise,
+                loss=loss_for_task(self.task),
             )
         except ConfideError as exc:
             raise NodeRefusal(f"node '{name}': {exc}") from exc
@@ -299,6 +303,8 @@ class NodeRuntime:
         """Metrics of the global model on the node's held-out split, plus pooled-metric sums."""
         data, _ = self.checked_data(proposal)
         model = self._model(data, state_dict)
+        if isinstance(self.task, SurvivalTaskSpec):  # aggregates only, see survival_eval
+            return node_survival_reply(model, data.x_test, data.y_test, self.task)
         prob = predict_proba(model, data.x_test)
         y = data.y_test
         clipped = np.clip(prob, 1e-7, 1 - 1e-7)

@@ -196,9 +196,9 @@ class ModelSpec:
     name: str
     params: Mapping[str, Any]
 
-    def build(self, input_dim: int, seed: int = 0) -> nn.Module:
-        """The model for ``input_dim`` inputs, initialised from ``seed``."""
-        return build_model(self.name, self.params, input_dim, seed)
+    def build(self, input_dim: int, seed: int = 0, out_dim: int = 1) -> nn.Module:
+        """The model for ``input_dim`` inputs (``out_dim`` logits), initialised from ``seed``."""
+        return build_model(self.name, self.params, input_dim, seed, out_dim)
 
     def to_config(self) -> dict[str, Any]:
         """Plain data (``{"name", "net"}``) for a config or a model file."""
@@ -236,9 +236,14 @@ def model_spec_from_config(section: Any, where: str = "model") -> ModelSpec:
 
 
 def build_model(
-    name: str, params: Mapping[str, Any] | None, input_dim: int, seed: int = 0
+    name: str,
+    params: Mapping[str, Any] | None,
+    input_dim: int,
+    seed: int = 0,
+    out_dim: int = 1,
 ) -> nn.Module:
-    """Build registered model ``name`` with validated ``params`` for ``input_dim`` inputs.
+    """Build registered model ``name`` with validated ``params`` for ``input_dim`` inputs and
+    ``out_dim`` output logits (1 for a binary task, one per interval for a survival task).
 
     The torch seed is set to ``seed`` right before construction, so the initial weights depend
     only on (name, params, input_dim, seed).
@@ -251,7 +256,11 @@ def build_model(
         width = 0
     if width < 1:
         raise ModelConfigError(f"model: input_dim must be a positive integer ({_RULE})")
+    if isinstance(out_dim, bool) or not isinstance(out_dim, int) or not 1 <= out_dim <= 64:
+        raise ModelConfigError(f"model: out_dim must be an integer in 1..64 ({_RULE})")
     import torch
 
     torch.manual_seed(seed)
-    return entry.builder(width, **checked)
+    if out_dim == 1:  # binary heads are built exactly as before (same initial weights)
+        return entry.builder(width, **checked)
+    return entry.builder(width, **checked, out_dim=out_dim)

@@ -14,6 +14,8 @@ caller then trains them with Opacus.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,6 +102,7 @@ class ClosedFormDPSGD:
         max_grad_norm: float,
         expected_batch_size: int,
         noise: NoiseSource,
+        loss: nn.Module | None = None,
     ) -> None:
         reason = unsupported_reason(model)
         if reason is not None:
@@ -113,6 +116,10 @@ class ClosedFormDPSGD:
         self.max_grad_norm = float(max_grad_norm)
         self.expected_batch_size = int(expected_batch_size)
         self.noise = noise
+        # A task's own per-row criterion (e.g. the survival hazard loss), summed over rows.
+        self.loss_sum = None if loss is None else copy.copy(loss)
+        if self.loss_sum is not None:
+            self.loss_sum.reduction = "sum"
         self.layers = _layer_sequence(model)
         self.params = list(model.parameters())
         self.flat_grad = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.float32)
@@ -164,9 +171,12 @@ class ClosedFormDPSGD:
     def _clipped_sum(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
         """Write the sum of clipped per-sample gradients into the flat buffer; the summed loss."""
         logits, records = self._forward(xb)
-        if logits.shape != yb.shape:
+        if self.loss_sum is not None:
+            loss = self.loss_sum(logits, yb)
+        elif logits.shape != yb.shape:
             raise DPEngineError("closed-form DP-SGD: the model must return one logit per row")
-        loss = F.binary_cross_entropy_with_logits(logits, yb, reduction="sum")
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, yb, reduction="sum")
         out_grads = torch.autograd.grad(loss, [z for _, z in records])  # row i: d loss_i / d z_i
         with torch.no_grad():
             sq_norms = None

@@ -108,6 +108,7 @@ def train_local(
     *,
     noise: NoiseSource | None = None,
     dp_engine: str = "auto",
+    loss: nn.Module | None = None,
 ) -> LocalTrainResult:
     """Train ``model`` in place for ``train.local_epochs``; DP state is advanced and returned.
 
@@ -117,11 +118,13 @@ def train_local(
     Poisson batches come from ``noise`` (``SeededNoise(seed)`` when ``None``). ``dp_engine``:
     ``"auto"`` trains Confide's Linear stacks with the closed-form engine and anything else with
     Opacus (saying so in the log); ``"opacus"`` always uses Opacus (the reference).
+    ``loss`` replaces binary cross-entropy: a criterion of one term per row (the DP unit),
+    ``reduction`` "mean" and settable to "sum"/"none" (e.g. the survival task's hazard loss).
     """
     _check_engine(dp_engine)
     torch.manual_seed(seed)
     if not dp.enabled:
-        return _train_plain(model, x, y, train, seed)
+        return _train_plain(model, x, y, train, seed, loss)
     if state is None:
         raise ConfideError("DP is on but the node has no calibrated DP state (rule: DP)")
     per_epoch = steps_per_epoch(len(x), train.batch_size)
@@ -148,7 +151,7 @@ def train_local(
     sampler = PoissonBatchSampler(len(x), sample_rate, per_epoch, source.sampling_generator())
     reason = unsupported_reason(model) if dp_engine == "auto" else None
     if dp_engine == "auto" and reason is None:
-        run = _ClosedFormRun(model, x, y, train, dp, state, sample_rate, source)
+        run = _ClosedFormRun(model, x, y, train, dp, state, sample_rate, source, loss)
     else:
         if reason is not None:
             _log.warning(
@@ -156,7 +159,7 @@ def train_local(
                 dp.grad_sample_mode,
                 reason,
             )
-        run = _OpacusRun(model, x, y, train, dp, state, sampler, source)
+        run = _OpacusRun(model, x, y, train, dp, state, sampler, source, loss)
     global_params = [p.detach().clone() for p in model.parameters()]
     model.train()
     total_loss, batches, steps = 0.0, 0, 0
@@ -185,13 +188,18 @@ def train_local(
 
 
 def _train_plain(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, train: TrainSettings, seed: int
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    train: TrainSettings,
+    seed: int,
+    loss: nn.Module | None = None,
 ) -> LocalTrainResult:
     """Non-private training: shuffled batches of the fixed batch size."""
     loader = _make_loader(x, y, train.batch_size, seed)
     global_params = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=train.learning_rate, momentum=train.momentum)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = nn.BCEWithLogitsLoss() if loss is None else loss
     model.train()
     total_loss, batches = 0.0, 0
     for _ in range(train.local_epochs):
@@ -212,7 +220,7 @@ class _ClosedFormRun:
 
     name = "closed-form"
 
-    def __init__(self, model, x, y, train, dp, state, sample_rate, source) -> None:
+    def __init__(self, model, x, y, train, dp, state, sample_rate, source, loss=None) -> None:
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
         self.sigma, self.sample_rate = state.noise_multiplier, sample_rate
         self.engine = ClosedFormDPSGD(
@@ -221,6 +229,7 @@ class _ClosedFormRun:
             dp.max_grad_norm,
             int(len(x) * sample_rate),  # Opacus's expected batch size
             source,
+            loss=loss,
         )
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=train.learning_rate, momentum=train.momentum
@@ -245,7 +254,7 @@ class _OpacusRun:
 
     name = "opacus"
 
-    def __init__(self, model, x, y, train, dp, state, sampler, source) -> None:
+    def __init__(self, model, x, y, train, dp, state, sampler, source, loss=None) -> None:
         self.model = model
         self.ghost = dp.grad_sample_mode == "ghost"
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
@@ -262,7 +271,7 @@ class _OpacusRun:
         private = engine.make_private(
             module=model,
             optimizer=optimizer,
-            criterion=nn.BCEWithLogitsLoss(),
+            criterion=nn.BCEWithLogitsLoss() if loss is None else loss,
             data_loader=loader,
             noise_multiplier=state.noise_multiplier,
             max_grad_norm=dp.max_grad_norm,
@@ -273,7 +282,7 @@ class _OpacusRun:
             self.module, self.optimizer, self.loss_fn, _ = private
         else:
             self.module, self.optimizer, _ = private
-            self.loss_fn = nn.BCEWithLogitsLoss()
+            self.loss_fn = nn.BCEWithLogitsLoss() if loss is None else loss
         self.module.forbid_grad_accumulation()
         _draw_noise_from(self.optimizer, source)
         self.accountant = engine.accountant

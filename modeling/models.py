@@ -1,4 +1,5 @@
-"""Opacus-compatible binary classifiers (no BatchNorm; Linear layers only)."""
+"""Opacus-compatible models (no BatchNorm; Linear layers only): one logit per row for a binary
+task, ``out_dim`` logits (one per interval) for a survival task."""
 
 from __future__ import annotations
 
@@ -9,20 +10,26 @@ __all__ = ["MLP", "LogisticRegression"]
 
 
 class LogisticRegression(nn.Module):
-    """A single linear layer producing one logit."""
+    """A single linear layer producing one logit (``out_dim`` logits for a survival head)."""
 
-    def __init__(self, input_dim: int) -> None:
+    def __init__(self, input_dim: int, out_dim: int = 1) -> None:
         super().__init__()
-        self.linear = nn.Linear(input_dim, 1)
+        self.linear = nn.Linear(input_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x).squeeze(-1)
 
 
 class MLP(nn.Module):
-    """A small multilayer perceptron producing one logit."""
+    """A small multilayer perceptron producing one logit (``out_dim`` for a survival head)."""
 
-    def __init__(self, input_dim: int, hidden: tuple[int, ...] = (32,), dropout: float = 0.0):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: tuple[int, ...] = (32,),
+        dropout: float = 0.0,
+        out_dim: int = 1,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = input_dim
@@ -31,7 +38,7 @@ class MLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

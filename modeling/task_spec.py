@@ -15,11 +15,20 @@ from typing import Any
 
 from confide.modeling.errors import TaskSpecError
 
-__all__ = ["CategoricalFeature", "LabelSpec", "NumericFeature", "TaskSpec", "parse_task_spec"]
+__all__ = [
+    "TASK_TYPES",
+    "CategoricalFeature",
+    "LabelSpec",
+    "NumericFeature",
+    "TaskSpec",
+    "parse_task_spec",
+]
 
 _NUMERIC_KEYS = {"name", "type", "min", "max", "transform", "fill", "missing_indicator"}
 _CATEGORICAL_KEYS = {"name", "type", "categories", "unknown"}
-_TASK_KEYS = {"name", "label", "features", "description"}
+_TASK_KEYS = {"name", "type", "label", "features", "description"}
+#: Task types: ``binary`` (the default) and ``survival`` (see :mod:`.survival_spec`).
+TASK_TYPES = ("binary", "survival")
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,27 @@ class TaskSpec:
 
     def encoded_names(self) -> list[str]:
         return [n for f in self.features for n in f.output_names()]
+
+    @property
+    def kind(self) -> str:
+        """The task type (``binary`` here; a survival spec overrides it)."""
+        return "binary"
+
+    @property
+    def output_dim(self) -> int:
+        """Model outputs per row: one logit for a binary task."""
+        return 1
+
+    @property
+    def target_names(self) -> list[str]:
+        """The target columns a node reads besides the features."""
+        return [self.label.name]
+
+    def encode_targets(self, frame: Any, source: str) -> Any:
+        """The encoded targets of ``frame`` (binary: 1.0 positive, 0.0 negative)."""
+        from confide.modeling.encoding import encode_labels
+
+        return encode_labels(frame, self, source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +200,13 @@ def parse_task_spec(raw: Mapping[str, Any], source: str = "task spec") -> TaskSp
     """Validate a task mapping (from Hydra's ``task`` group) into a :class:`TaskSpec`."""
     if not isinstance(raw, Mapping):
         raise TaskSpecError(f"{source}: must be a mapping (rule: task spec)")
+    kind = raw.get("type", "binary")
+    if kind not in TASK_TYPES:
+        raise TaskSpecError(f"{source}: type must be binary or survival (rule: task spec)")
+    if kind == "survival":
+        from confide.modeling.survival_spec import parse_survival_spec
+
+        return parse_survival_spec(raw, source)
     unknown = set(raw) - _TASK_KEYS
     if unknown:
         raise TaskSpecError(f"{source}: unknown keys {sorted(unknown)} (rule: task spec)")

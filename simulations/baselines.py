@@ -24,6 +24,7 @@ from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics, score_histograms
 from confide.modeling.noise import noise_source
 from confide.modeling.prediction import predict_proba
+from confide.modeling.survival_model import loss_for_task
 
 __all__ = ["BaselineResult", "pooled_test", "run_baselines", "train_alone"]
 
@@ -74,10 +75,14 @@ def train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: in
 
 def _train_alone(job: Job, x: np.ndarray, y: np.ndarray, dp: DPSettings, seed: int):
     train = replace(job.train, local_epochs=job.rounds * job.train.local_epochs, proximal_mu=0.0)
-    model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=job.seed)
+    model = build_model(
+        job.model_name, job.model_net.params, x.shape[1], job.seed, job.task.output_dim
+    )
     state = calibrate(dp, len(y), train, rounds=1) if dp.enabled else None
     noise = noise_source(dp.noise, seed)  # the job's source: seeded unless dp.noise=secure
-    result = train_local(model, x, y, train, dp, state, seed=seed, noise=noise)
+    result = train_local(
+        model, x, y, train, dp, state, seed=seed, noise=noise, loss=loss_for_task(job.task)
+    )
     epsilon = result.state.epsilon(dp.delta, dp.accountant) if result.state else 0.0
     return model, epsilon
 

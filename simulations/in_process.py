@@ -25,6 +25,7 @@ from confide.clients.node_runtime import NodeRuntime
 from confide.job import Job
 from confide.modeling.factory import build_model
 from confide.modeling.metrics import metrics_from_histograms
+from confide.modeling.survival_eval import is_survival_reply, pooled_survival
 from confide.wire import Proposal
 
 __all__ = ["PlainRunResult", "plain_fedavg", "weighted_average"]
@@ -58,6 +59,8 @@ def weighted_average(
 
 
 def _pooled(replies: list[dict[str, Any]]) -> dict[str, float]:
+    if is_survival_reply(replies[0]):
+        return pooled_survival(replies)
     pos = np.sum([np.asarray(r["hist_pos"], dtype=float) for r in replies], axis=0)
     neg = np.sum([np.asarray(r["hist_neg"], dtype=float) for r in replies], axis=0)
     return metrics_from_histograms(
@@ -77,7 +80,9 @@ def plain_fedavg(
     if runtimes is None:
         runtimes = [NodeRuntime(n, job.task, job.model_net, job.test_fraction) for n in job.nodes]
     runtimes = sorted(runtimes, key=lambda rt: rt.node.name)
-    model = build_model(job.model_name, job.model_net.params, job.task.input_dim, seed=job.seed)
+    model = build_model(
+        job.model_name, job.model_net.params, job.task.input_dim, job.seed, job.task.output_dim
+    )
     global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     dp_states: dict[str, dict[str, Any] | None] = {rt.node.name: None for rt in runtimes}
     result = PlainRunResult(global_state)

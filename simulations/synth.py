@@ -30,7 +30,15 @@ Ground truth (per customer; see ``docs/synthetic_data.md`` for the full table):
    and ``churned = 1[Poisson(λ_f·90/365) = 0]``. ``true_churn_probability`` is the exact
    ``P(churned | customer state)``, i.e. ``exp(-λ_f·90/365)`` averaged over ``z`` by
    Gauss–Hermite quadrature.
-6. Propensity: ``responded_offer ~ Bernoulli(sigmoid(η + 0.8 z))`` with
+6. Time to churn (``task=time_to_churn``, :data:`SURVIVAL_COLUMNS`): from the snapshot, a
+   Weibull proportional-hazards churn time with cumulative hazard
+   ``H(t) = (t / 20 months)^1.2 * exp(eta)``, ``eta = -0.9 (log λ_f0 - log 9) + 0.3 z'``
+   (``λ_f0`` the future rate above without its noise, ``z'`` an unobserved frailty), censored
+   at the end of follow-up (a whole number of months, uniform 6..36: staggered snapshots) or
+   at an independent drop-out (exponential, mean 80 months). ``retention_months`` is the
+   duration in whole months (an event in month m is recorded as m; a censoring as the months
+   completed) and ``churn_event`` 1 for an observed churn, 0 for censored.
+7. Propensity: ``responded_offer ~ Bernoulli(sigmoid(η + 0.8 z))`` with
    ``η = -2.0 + 2.2·(discount_share - 0.3) + 0.35·log1p(app_sessions) + member-level and
    category effects - 0.02·(age - 40) + 0.6·P + propensity_shift``;
    ``true_propensity_probability`` is the same expectation over ``z``.
@@ -64,6 +72,7 @@ __all__ = [
     "LABELS",
     "MEMBER_LEVELS",
     "REFERENCE_DATE",
+    "SURVIVAL_COLUMNS",
     "TRUTH_COLUMNS",
     "SyntheticNode",
     "generate_customers",
@@ -113,7 +122,11 @@ COLUMNS: tuple[str, ...] = (
     "discount_share",
     "churned",
     "responded_offer",
+    "retention_months",
+    "churn_event",
 )
+#: The survival target columns (duration, event) of ``task=time_to_churn``.
+SURVIVAL_COLUMNS: tuple[str, ...] = ("retention_months", "churn_event")
 
 # Ground-truth coefficients (documented in docs/synthetic_data.md).
 _CHURN_NOISE_SD = 0.5
@@ -347,9 +360,25 @@ def _simulate(rng: np.random.Generator, profile: NodeProfile, n: int) -> dict[st
     out["responded_offer"] = (rng.random(n) < _sigmoid(eta + t * rng.standard_normal(n))).astype(
         np.int64
     )
+    out["retention_months"], out["churn_event"] = _time_to_churn(rng, log_rate_future)
     out["true_churn_probability"] = p_churn
     out["true_propensity_probability"] = p_prop
     return out
+
+
+def _time_to_churn(
+    rng: np.random.Generator, log_rate_future: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Duration in whole months and event indicator (ground truth in the module docstring)."""
+    n = len(log_rate_future)
+    eta = -0.9 * (log_rate_future - np.log(9.0)) + 0.3 * rng.standard_normal(n)
+    churn_time = 20.0 * (rng.exponential(size=n) * np.exp(-eta)) ** (1 / 1.2)
+    follow_up = rng.integers(6, 37, size=n).astype(float)
+    dropout = rng.exponential(80.0, size=n)
+    censor = np.minimum(follow_up, dropout)
+    event = churn_time <= censor
+    months = np.where(event, np.maximum(np.ceil(churn_time), 1), np.floor(censor))
+    return np.minimum(months, 36).astype(np.int64), event.astype(np.int64)
 
 
 def _auc(y: NDArray[np.int64], p: NDArray[np.float64]) -> float:

@@ -68,6 +68,8 @@ EXPECTED_COLUMNS = [
     "discount_share",
     "churned",
     "responded_offer",
+    "retention_months",
+    "churn_event",
 ]
 STRING_COLUMNS = [
     "customer_id",
@@ -96,6 +98,8 @@ INT_RANGES = {
     "app_sessions_30d": (0, 200),
     "churned": (0, 1),
     "responded_offer": (0, 1),
+    "retention_months": (0, 36),
+    "churn_event": (0, 1),
 }
 
 
