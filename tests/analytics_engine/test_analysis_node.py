@@ -11,8 +11,12 @@ import pytest
 import confide.clients.analysis_node as analysis_node
 from confide.analytics.spec import load_analysis_spec
 from confide.clients.analysis_node import AnalysisRefusal, answer_analysis, plan, segments_path
+from confide.clients.node_runtime import NodeRuntime
+from confide.config import compose_config, to_container
+from confide.job import parse_job
+from confide.modeling.factory import build_model
 from confide.privacy.budget_ledger import BudgetLedger
-from confide.wire import AnalysisRequest
+from confide.wire import AnalysisRequest, Proposal
 
 from .conftest import query_spec, segments_spec
 
@@ -49,6 +53,17 @@ def _ledger(node) -> BudgetLedger:
     return BudgetLedger(node.default_ledger(), node.name, 10.0)
 
 
+def _train_one_round(node, epsilon: float) -> None:
+    """One DP-SGD round of the shipped churn job on ``node`` (reserves ``epsilon``)."""
+    one_step = ["train.local_epochs=1", "train.batch_size=400"]  # one full-batch step: fast
+    job = parse_job(to_container(compose_config(["rounds=1", f"dp.epsilon={epsilon}", *one_step])))
+    weights = build_model(job.model_name, job.model_net.params, job.task.input_dim, seed=1)
+    proposal = Proposal("train-1", 1, 1, job.seed, job.dp, job.train)
+    NodeRuntime(node, job.task, job.model_net, job.test_fraction).train(
+        weights.state_dict(), proposal
+    )
+
+
 def _release(run_id: str, epsilon: float) -> AnalysisRequest:
     return AnalysisRequest(run_id, "release", query_spec(epsilon))
 
@@ -59,8 +74,8 @@ def test_one_ledger_training_3_analysis_2_then_a_request_for_6_is_refused_before
     """Must-show: lifetime 10; 3 spent on training, 2 on analytics; a request for 6 is refused
     before the data file is read or anything is computed."""
     ledger = _ledger(node)
-    ledger.reserve("train-1", 3.0, 1e-5)  # what NodeRuntime.train reserves and then records
-    ledger.record("train-1", 3.0, 120)
+    _train_one_round(node, epsilon=3.0)  # DP-SGD through the node's training runtime
+    assert [(r.run_id, r.kind, r.charge) for r in ledger.runs()] == [("train-1", "training", 3.0)]
     spy = Spy(monkeypatch)
     release = answer_analysis(node, _release("analysis-1", 2.0))
     # control: the spy sees a computation when one happens (the data read, then the release)
