@@ -17,6 +17,7 @@ import pandas as pd
 from confide.modeling.encoding import encode_features
 from confide.modeling.errors import DataError
 from confide.modeling.task_spec import TaskSpec
+from confide.modeling.tasks import encode_targets
 from confide.privacy import JobUsage, Keyring, Policy, apply_policy, enforce, evaluate_job
 from confide.privacy.reader import CsvFormatError, read_csv_frame
 
@@ -162,6 +163,6 @@ def encode_node(
 ) -> NodeData:
     """Encode a prepared frame and split it into train and held-out rows (seeded per node)."""
     x = encode_features(prepared.frame, task, source)
-    y = task.encode_targets(prepared.frame, source)
+    y = encode_targets(prepared.frame, task, source)
     train_idx, test_idx = _split_indices(len(y), test_fraction, seed ^ zlib.crc32(name.encode()))
     return NodeData(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], prepared.policy)

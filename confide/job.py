@@ -12,7 +12,8 @@ from typing import Any
 
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import ModelSpec, model_spec_from_config
-from confide.modeling.task_spec import TaskSpec, parse_task_spec
+from confide.modeling.task_spec import TaskSpec
+from confide.modeling.tasks import parse_task
 from confide.modeling.training_settings import NOISE_KINDS, DPSettings, TrainSettings
 from confide.partition_spec import PartitionError, parse_partition
 from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
@@ -332,7 +333,7 @@ def parse_job(config: Mapping[str, Any]) -> Job:
     model_spec_from_config(config.get("model"), "model")  # a registry name, never a class path
     return Job(
         config=config,
-        task=parse_task_spec(config["task"], source="task config"),
+        task=parse_task(config["task"], source="task config"),
         train=train,
         dp=_dp_settings(config.get("dp", {})),
         nodes=nodes,

@@ -31,7 +31,8 @@ from confide.modeling.factory import (
     model_spec_from_config,
     parse_model_spec,
 )
-from confide.modeling.task_spec import TaskSpec, parse_task_spec
+from confide.modeling.task_spec import TaskSpec
+from confide.modeling.tasks import parse_task
 
 __all__ = ["FORMAT", "LEGACY_TARGETS", "MAX_MODEL_BYTES", "load_model", "save_model"]
 
@@ -165,8 +166,8 @@ def load_model(path: Path) -> tuple[nn.Module, TaskSpec, dict[str, Any]]:
     spec = _model_spec(path, payload)
     if "task" not in payload:
         raise ModelFileError(f"{path}: field 'task' is missing (rule: model)")
-    task = parse_task_spec(payload["task"], source=str(path))
-    model = spec.build(task.input_dim)
+    task = parse_task(payload["task"], source=str(path))
+    model = spec.build(task.input_dim, out_dim=task.output_dim)
     model.load_state_dict(_check_weights(path, model, payload.get("state_dict")))
     model.eval()
     return model, task, payload

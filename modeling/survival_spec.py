@@ -78,11 +78,6 @@ class SurvivalTaskSpec(TaskSpec):
         """The interval whose upper edge is ``horizon``."""
         return self.intervals.index(horizon)
 
-    def encode_targets(self, frame, source: str):
-        from confide.modeling.survival_data import encode_survival_targets
-
-        return encode_survival_targets(frame, self, source)
-
 
 def _name(raw: Any, where: str) -> str:
     if not isinstance(raw, str) or not raw.strip():

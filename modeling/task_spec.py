@@ -112,12 +112,6 @@ class TaskSpec:
         """The target columns a node reads besides the features."""
         return [self.label.name]
 
-    def encode_targets(self, frame: Any, source: str) -> Any:
-        """The encoded targets of ``frame`` (binary: 1.0 positive, 0.0 negative)."""
-        from confide.modeling.encoding import encode_labels
-
-        return encode_labels(frame, self, source)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -200,13 +194,8 @@ def parse_task_spec(raw: Mapping[str, Any], source: str = "task spec") -> TaskSp
     """Validate a task mapping (from Hydra's ``task`` group) into a :class:`TaskSpec`."""
     if not isinstance(raw, Mapping):
         raise TaskSpecError(f"{source}: must be a mapping (rule: task spec)")
-    kind = raw.get("type", "binary")
-    if kind not in TASK_TYPES:
-        raise TaskSpecError(f"{source}: type must be binary or survival (rule: task spec)")
-    if kind == "survival":
-        from confide.modeling.survival_spec import parse_survival_spec
-
-        return parse_survival_spec(raw, source)
+    if raw.get("type", "binary") != "binary":  # other types: confide.modeling.tasks.parse_task
+        raise TaskSpecError(f"{source}: type must be binary here (rule: task spec)")
     unknown = set(raw) - _TASK_KEYS
     if unknown:
         raise TaskSpecError(f"{source}: unknown keys {sorted(unknown)} (rule: task spec)")
