@@ -22,7 +22,15 @@ from typing import Any
 
 from confide.analytics.policy_check import check_spec_against_policy
 from confide.analytics.spec import AnalysisSpec, AnalysisSpecError, load_analysis_spec
-from confide.privacy import ConfigReview, Finding, NodeFacts, Policy, evaluate_config
+from confide.privacy import (
+    RULES,
+    ConfigReview,
+    Finding,
+    JobUsage,
+    NodeFacts,
+    Policy,
+    evaluate_config,
+)
 from confide.privacy.analysis_rules import AnalysisBudget, analysis_budget_findings
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.review_rules import FEDERATION
@@ -50,6 +58,7 @@ __all__ = [
 
 _SOURCE = "analysis config"
 # Config sections only training reads; config findings about them do not concern an analysis.
+_SCHEMA_RULES = ("UNLISTED-COLUMN", "SCHEMA-MISSING")  # the one node loader refuses both
 _TRAINING_SECTIONS = ("dp.", "task.", "strategy.", "secure.", "train.")
 
 
@@ -255,6 +264,15 @@ def _spec(config: Mapping[str, Any]) -> tuple[AnalysisSpec | None, Finding | Non
         return None, Finding("ERROR", exc.rule_id, FEDERATION, "analysis", str(exc))
 
 
+def _schema(node: str, policy: Policy, header: list[str] | None) -> list[Finding]:
+    """The node loader's schema rules on the data header (the registry's own checks): a data
+    column the policy does not list, a policy column missing from the data."""
+    if header is None:
+        return []
+    usage = JobUsage(node, [], "", True, None, None, None, data_columns=header)
+    return [f for rid in _SCHEMA_RULES for f in RULES[rid].check(policy, usage)]
+
+
 def _spent_by_kind(node, policy: Policy, generated: bool) -> dict[str, float]:
     """Lifetime charges of earlier runs by kind (training, analysis): one ledger, read only."""
     path = None if generated and node.ledger is None else ledger_path(node)
@@ -273,7 +291,7 @@ def _effective_cap(policy: Policy, node_cap: float | None) -> float:
 
 def _node_view(node, config: Mapping[str, Any], spec: AnalysisSpec | None):
     generated = node.profile is not None or node.part is not None
-    status, source, _header, _rows, _basis = data_facts(node, config, 0, 0.0)
+    status, source, header, _rows, _basis = data_facts(node, config, 0, 0.0)
     policy, policy_finding = load_node_policy(node)
     view = AnalysisNodeView(node.name, source, raw_policy(config, node))
     view.ledger, spent, ledger_error = node_ledger(node, generated, policy)
@@ -290,7 +308,9 @@ def _node_view(node, config: Mapping[str, Any], spec: AnalysisSpec | None):
     for column in [spec.unit.id_column, *spec.columns_used()]:
         rule = policy.column_for(column)
         view.tiers[column] = rule.tier.value if rule else "not in policy"
-    view.findings = check_spec_against_policy(spec, policy, node.name)
+    view.findings = check_spec_against_policy(spec, policy, node.name) + _schema(
+        node.name, policy, header
+    )
     view.budget = AnalysisBudget(
         node=node.name,
         epsilon=spec.epsilon,
