@@ -53,7 +53,8 @@ def review(base: dict, **changes) -> AnalysisAudit:
     cfg = copy.deepcopy(base)
     for key, value in changes.items():
         if key == "node":
-            cfg["federation"]["nodes"][0].update(value)
+            node = {**cfg["federation"]["nodes"][0], **value}
+            cfg["federation"]["nodes"][0] = {k: v for k, v in node.items() if v is not None}
         else:
             cfg["analysis"][key] = value
     return audit_analysis_config(cfg)
@@ -274,6 +275,8 @@ AGREEMENT = {
     "node-cap": ({}, {"max_epsilon_per_run": 0.5}),
     "lifetime": ({}, {"ledger": 9.5}),
     "unlisted-data-column": ({}, {"extra_column": True}),
+    "no-key-file": ({}, {"keys": None}),
+    "data-missing": ({}, {"data": "/nonexistent/shop.csv"}),
 }
 
 
@@ -293,6 +296,8 @@ def test_the_node_refuses_exactly_when_the_review_shows_an_error(base, tmp_path,
     report = review(base, node=node_changes, **spec_changes)
     cfg = copy.deepcopy(base)
     cfg["federation"]["nodes"][0].update(node_changes)
+    node = cfg["federation"]["nodes"][0]
+    cfg["federation"]["nodes"][0] = {k: v for k, v in node.items() if v is not None}
     wire = {**copy.deepcopy(SPEC), **spec_changes}
     node = parse_node(cfg["federation"]["nodes"][0], 0)
     try:
@@ -301,9 +306,10 @@ def test_the_node_refuses_exactly_when_the_review_shows_an_error(base, tmp_path,
     except AnalysisRefusal as exc:
         refused = str(exc)
     assert (refused is None) == (report.errors == []), (case, refused, report.errors)
-    if refused is not None:  # the rule id, or the column for the loader's schema refusal
+    if refused is not None:  # the rule id, or the column (loader refusals), or the data path
         first = next(f for f in report.all_findings if f.severity == "ERROR")
-        assert first.rule_id in refused or f"'{first.field}'" in refused, (first, refused)
+        named = first.rule_id in refused or f"'{first.field}'" in refused
+        assert named or ("(rule: data path)" in refused and "(rule: data path)" in first.message)
 
 
 def test_every_analysis_rule_is_registered_documented_and_has_a_firing_case():
