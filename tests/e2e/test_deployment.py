@@ -28,6 +28,8 @@ from confide.modeling.dp_accounting import epsilon_for_history
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.run_ledger import RunLedger
 from confide.reports import load_run
+from confide.reports.sections.privacy import reported_noise
+from confide.wire import SECURE_NOISE_METRIC
 from tests.byo_data import write_user_federation
 from tests.canary import find_canaries, seed_canaries
 from tests.deployment import LocalFederation
@@ -36,7 +38,8 @@ from tests.epsilon_checks import assert_epsilon_at_target
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-FAST = ["federation=mine", "baselines.enabled=false", "train.local_epochs=1"]
+# dp.noise=secure: what `confide deploy` composes first (deployment refuses seeded noise)
+FAST = ["federation=mine", "baselines.enabled=false", "train.local_epochs=1", "dp.noise=secure"]
 
 
 def _node_config(org: Path, name: str, **extra) -> dict:
@@ -113,10 +116,14 @@ def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path)
     }
     rounds = _history(done.run_dir)
     assert set(rounds[0]["train"]) == {"shop_a", "shop_b"}
+    # every node drew its DP noise from the secure source (its default under a SuperNode) and
+    # said so; the report lists it per node (tests/clients/test_node_noise.py: the controls)
+    assert reported_noise(rounds) == {"shop_a": "secure", "shop_b": "secure"}
     for name in ("shop_a", "shop_b"):
         # one round of one local epoch: the run's planned steps are this round's steps, and the
         # node reports the accountant's epsilon for the noise calibrated to the target over them
         trained = rounds[0]["train"][name]
+        assert trained[SECURE_NOISE_METRIC] == 1.0
         assert_epsilon_at_target(
             trained["epsilon"],
             target=config["dp"]["epsilon"],
@@ -150,7 +157,9 @@ def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path)
     assert sum(pooled["pos"]) + sum(pooled["neg"]) == sum(
         rounds[0]["evaluate"][n]["num-examples"] for n in ("shop_a", "shop_b")
     )
-    assert (done.run_dir / "report.html").stat().st_size > 1000
+    report = (done.run_dir / "report.html").read_text(encoding="utf-8")
+    assert len(report) > 1000 and "Noise source each node used" in report
+    assert "DP-NOISE-NOT-SECURE" not in report
     assert load_run(done.run_dir).completed is True  # `confide report` reads it
     run_ledger = RunLedger(tmp_path / "runs" / "run-ledger.jsonl")
     verified = run_ledger.verify()
