@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from confide.analytics.combine import combine_releases
+from confide.analytics.mechanisms import SeededLaplace
+from confide.analytics.node import release_node
 from confide.analytics.policy_check import check_spec_against_policy
 from confide.analytics.spec import AnalysisSpec, AnalysisSpecError, load_analysis_spec
 from confide.privacy import (
@@ -70,6 +75,7 @@ class PartView:
     what: str
     columns: str
     epsilon: float
+    expected_error: str = "reported beside each number with the release (depends on the rows)"
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,44 @@ def part_views(spec: AnalysisSpec) -> list[PartView]:
                 spec.quality.epsilon,
             )
         )
+    return out
+
+
+_DATA_FREE = ("count", "sum", "histogram")  # their noise does not depend on the node's rows
+
+
+def expected_errors(spec: AnalysisSpec, nodes: Sequence[str]) -> dict[str, str]:
+    """Before anything runs: the expected 95% error of every part whose numbers' noise does not
+    depend on the data (counts, sums, histogram bins, RFM cell counts), per node and federated
+    over ``nodes``. Computed by the library's own release and combine on zero rows, so the
+    calibration is the one the nodes use; the noise values drawn are discarded."""
+    if not nodes:
+        return {}
+    columns = [spec.unit.id_column, *spec.columns_used()]
+    empty = pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
+    sampler = SeededLaplace(0)  # values discarded: only the error95 fields are read
+    releases = {n: release_node(spec, empty, n, sampler=sampler) for n in nodes}
+    combined = combine_releases(spec, releases)
+    first = nodes[0]
+
+    def num(x: float) -> str:
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+    def text(per_node: float, federated: float) -> str:
+        return f"± {num(per_node)} per node, ± {num(federated)} federated ({len(nodes)} node(s))"
+
+    out = {}
+    for q in spec.queries:
+        if q.stat in _DATA_FREE:
+            rows = combined["queries"][q.name]
+            node_err = rows["per_node"][first][0]["error95"]
+            out[f"query:{q.name}"] = text(node_err, rows["federated"][0]["error95"])
+    if spec.rfm is not None:
+        node_cell = combined["rfm"]["per_node"][first]["cells"][0]
+        fed_cell = combined["rfm"]["federated"]["cells"][0]
+        counts = text(node_cell["count"]["error95"], fed_cell["count"]["error95"])
+        sums = text(node_cell["monetary_sum"]["error95"], fed_cell["monetary_sum"]["error95"])
+        out["rfm"] = f"cell counts {counts}; cell monetary sums {sums}"
     return out
 
 
@@ -358,6 +402,13 @@ def audit_analysis_config(
             by_node[finding.node].findings.append(finding)
         else:
             findings.append(finding)
+    parts = part_views(spec) if spec else []
+    if spec is not None and not spec_finding:
+        errors = expected_errors(spec, [v.name for v in views])
+        parts = [
+            dataclasses.replace(p, expected_error=errors.get(p.name, p.expected_error))
+            for p in parts
+        ]
     raw = config.get("analysis")
     name = spec.name if spec else str(raw.get("name", "?") if isinstance(raw, Mapping) else "?")
     return AnalysisAudit(
@@ -370,7 +421,7 @@ def audit_analysis_config(
         delta=spec.delta if spec else None,
         transport=transport_text(config),
         noise=noise_lines(spec),
-        parts=part_views(spec) if spec else [],
+        parts=parts,
         columns=decl_views(spec) if spec else [],
         nodes=views,
         findings=findings,

@@ -87,9 +87,11 @@ def _column_rows(report: AnalysisAudit) -> list[tuple[str, ...]]:
 
 
 def _part_rows(report: AnalysisAudit) -> list[tuple[str, ...]]:
-    rows = [(p.name, p.what, p.columns, f"{p.epsilon:g}") for p in report.parts]
+    rows = [(p.name, p.what, p.columns, f"{p.epsilon:g}", p.expected_error) for p in report.parts]
     if report.epsilon is not None:
-        rows.append(("total per node", f"delta {_num(report.delta)}", "", f"{report.epsilon:g}"))
+        rows.append(
+            ("total per node", f"delta {_num(report.delta)}", "", f"{report.epsilon:g}", "")
+        )
     return rows
 
 
@@ -98,7 +100,7 @@ def _shown(report: AnalysisAudit) -> list:
 
 
 _COLUMN_HEAD = ["column", "tier (node policy)", "bounds / categories", "used by"]
-_PART_HEAD = ["part", "releases", "columns", "epsilon"]
+_PART_HEAD = ["part", "releases", "columns", "epsilon", "expected 95% error (before release)"]
 
 
 def render_analysis_markdown(report: AnalysisAudit) -> str:
@@ -119,7 +121,7 @@ def render_analysis_markdown(report: AnalysisAudit) -> str:
         "## Parts and epsilon (per node)",
         "",
     ]
-    out += ["| " + " | ".join(_PART_HEAD) + " |", "|---|---|---|---|"]
+    out += ["| " + " | ".join(_PART_HEAD) + " |", "|---|---|---|---|---|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in _part_rows(report)]
     out += ["", "## Columns", ""]
     out += ["| " + " | ".join(_COLUMN_HEAD) + " |", "|---|---|---|---|"]
@@ -161,7 +163,7 @@ def render_analysis_html(report: AnalysisAudit) -> str:
     sections = [
         Section("verdict", "Verdict", verdict + table(["", ""], job, text_columns=(0, 1))),
         Section("noise", "Where noise is added", bullets([*report.noise, report.transport])),
-        Section("parts", "Parts and epsilon", table(_PART_HEAD, _part_rows(report), (0, 1, 2))),
+        Section("parts", "Parts and epsilon", table(_PART_HEAD, _part_rows(report), (0, 1, 2, 4))),
         Section("columns", "Columns", table(_COLUMN_HEAD, _column_rows(report), (0, 1, 2, 3))),
         Section("findings", "Findings", findings),
     ]

@@ -4,6 +4,7 @@ is read, never written."""
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,16 @@ def test_the_clean_analysis_passes_and_shows_columns_parts_and_budget(base):
         ("query:age_by_province", 0.5),
         ("query:churn_rate", 0.5),
     ]
+    # before anything runs: Laplace noise of scale k * bound / epsilon = 1 * 90 / 0.5 has its
+    # 95% |error| at scale * ln(20) = 539.2 (one node: federated = per node); a mean's error
+    # depends on the rows, so it is reported with the release
+    errors = {p.name: p.expected_error for p in report.parts}
+    assert errors["query:age_by_province"] == (
+        f"± {180 * math.log(20):,.0f} per node, ± 539 federated (1 node(s))"
+    )
+    assert errors["query:churn_rate"].startswith("reported beside each number with the release")
+    five = review(base, unit={"id_column": "customer_id", "max_rows_per_customer": 5})
+    assert five.parts[0].expected_error.startswith(f"± {5 * 180 * math.log(20):,.0f} per node")
     declared = {c.name: c.declared for c in report.columns}
     assert declared["age"] == "[18, 90]" and declared["province"] == "2 categories: 北京, 上海"
     b = node.budget
