@@ -132,7 +132,7 @@ def laplace_release(
 
 # --------------------------------------------------------------------------- expected error
 
-_GRID = 8192
+_GRID = 4096
 
 
 @lru_cache(maxsize=4096)
@@ -146,13 +146,14 @@ def _abs_quantile_sorted(scales: tuple[float, ...], p: float) -> float:
     log_spectrum = np.zeros_like(omega)
     for b, times in Counter(scales).items():  # Laplace characteristic function 1 / (1 + b²ω²)
         log_spectrum -= times * np.log1p((b * omega) ** 2)
-    spectrum = np.exp(log_spectrum)
-    pmf = np.clip(np.fft.fftshift(np.fft.irfft(spectrum, _GRID)), 0.0, None)  # mass per cell
-    mags = np.abs((np.arange(_GRID) - _GRID // 2) * h)
-    order = np.argsort(mags, kind="stable")
-    cum = np.cumsum(pmf[order]) / pmf.sum()
-    idx = min(int(np.searchsorted(cum, p)), _GRID - 1)
-    return float(mags[order][idx])
+    pmf = np.clip(np.fft.irfft(np.exp(log_spectrum), _GRID), 0.0, None)  # cell j: x = j·h
+    folded = pmf[: _GRID // 2].copy()  # mass of |x| in cell j: cells j and -j
+    folded[1:] += pmf[: _GRID // 2 : -1]
+    cum = np.cumsum(folded) / pmf.sum()
+    j = min(int(np.searchsorted(cum, p)), len(cum) - 1)
+    before = cum[j - 1] if j > 0 else 0.0
+    inside = (p - before) / max(cum[j] - before, 1e-300)  # linear within the cell
+    return float(max(j - 0.5, 0.0) * h + inside * (h if j > 0 else h / 2))
 
 
 def abs_quantile(scales: Sequence[float], p: float = 0.95) -> float:
@@ -160,8 +161,8 @@ def abs_quantile(scales: Sequence[float], p: float = 0.95) -> float:
 
     One scale: exact (``b·ln(1/(1-p))``, 95%: ``b·ln 20``). Several: by numerical convolution of
     the Laplace densities (the product of their characteristic functions ``1/(1 + b²ω²)``,
-    inverted by FFT) on a grid of 8192 cells spanning ±(14·max b + 8·sd); the grid step is below
-    0.5% of the quantile. Zero scales are ignored; no scale at all gives 0.
+    inverted by FFT) on a grid of 4096 cells spanning ±(14·max b + 8·sd), interpolated linearly
+    within a cell; accurate to about 0.1% of the quantile. Zero scales are ignored; no scale at all gives 0.
     """
     kept = tuple(sorted(round(float(b), 12) for b in scales if b > 0))
     if not kept:

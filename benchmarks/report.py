@@ -223,6 +223,70 @@ def _utility(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _analytics(r: dict[str, Any]) -> list[str]:
+    out = [
+        "## DP analytics (`benchmarks/analytics.py`)",
+        "",
+        "Regional sums (monetary_12m by province, bounds [0, 20000], one row per customer) on the "
+        f"default synthetic federation ({', '.join(f'{n} {v:,}' for n, v in r['data'].items())} "
+        "customers), fresh OpenDP noise per repetition; truth: the sum of clamped values. "
+        "Calibration 1.0 means the reported 95% error is the empirical 95th percentile.",
+        "",
+        "| epsilon | repetitions | p95 abs error / reported | coverage | worst 95% rel. error, "
+        "groups >= 1,000 (reported / empirical) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for c in r["calibration"]:
+        out.append(
+            f"| {c['epsilon']:g} | {c['repetitions']} | {_f(c['p95_abs_error_over_reported'])} | "
+            f"{c['coverage']:.1%} | {c['max_reported_relative_error95']:.2%} / "
+            f"{c['max_empirical_relative_error95']:.2%} |"
+        )
+    b = r["builtin"]
+    out += [
+        "",
+        f"Every number of the built-in analysis ({b['repetitions']} repetitions, per node and "
+        "federated; means, variances, rates and quantiles use the delta method or CDF "
+        "inversion, so their calibration is approximate):",
+        "",
+        "| kind | numbers | coverage | p95 abs error / reported |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, k in b["by_kind"].items():
+        out.append(
+            f"| {kind} | {k['numbers']:,} | {k['coverage']:.1%} | "
+            f"{_f(k['p95_abs_error_over_reported'])} |"
+        )
+    km = r["kmeans"]
+    out += [
+        "",
+        f"DP k-means (k = {km['k']}, {km['customers']:,} customers, {km['nodes']} nodes, "
+        f"{km['repetitions']} runs per epsilon): clustering cost over scikit-learn's "
+        "non-private k-means on the pooled data, and the worst segment's churn-rate error.",
+        "",
+        "| segments epsilon | cost ratio, median | cost ratio, max | churn error, median | "
+        "churn error, max |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for eps, e in km["epsilons"].items():
+        out.append(
+            f"| {eps} | {_f(e['cost_ratio_median'])} | {_f(e['cost_ratio_max'])} | "
+            f"{_f(e['churn_error_max_median'], 4)} | {_f(e['churn_error_max_max'], 4)} |"
+        )
+    sp = r["speed"]
+    rel = sp["release_s_per_repetition"]
+    out += [
+        "",
+        f"Speed ({sp['repetitions']} repetitions of the built-in analysis, "
+        f"{sp['noisy_numbers_per_repetition']} noisy numbers each, samplers interleaved): node "
+        f"releases {_f(rel['opendp'] * 1000, 1)} ms with OpenDP, {_f(rel['seeded'] * 1000, 1)} ms "
+        f"seeded ({sp['opendp_over_seeded']:.1f}x); combine "
+        f"{_f(sp['combine_s_per_repetition'] * 1000, 1)} ms; rows prepared once in "
+        f"{_f(sp['prepare_once_s'], 2)} s.",
+    ]
+    return out
+
+
 def render(results: dict[str, Any], notes: list[str]) -> str:
     """The whole page: machine, one section per benchmark that ran, then the notes."""
     meta = results["meta"]
@@ -245,6 +309,8 @@ def render(results: dict[str, Any], notes: list[str]) -> str:
         lines += [*_scale(results["scale"], results.get("engine_overhead")), ""]
     if "utility" in results:
         lines += [*_utility(results["utility"]), ""]
+    if "analytics" in results:
+        lines += [*_analytics(results["analytics"]), ""]
     if notes:
         lines += ["## Targets and findings", "", *notes, ""]
     return "\n".join(lines)
