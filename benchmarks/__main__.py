@@ -94,32 +94,18 @@ def notes_for(results: dict[str, Any]) -> list[str]:
     dp = results.get("dp_overhead")
     if dp:
         for name, m in dp["models"].items():
-            mode = m["configured_mode"]
-            profile = m["profile"][f"dp_{mode}"]["by_part"]
+            profile = m["profile"]["dp_closed_form"]["by_part"]
             plain = m["profile"]["no_dp"]["by_part"]
             extra = {k: v - plain.get(k, 0.0) for k, v in profile.items()}
             top = sorted(extra.items(), key=lambda kv: -kv[1])[:3]
-            where = ", ".join(f"{k} +{v * 1000:.0f} ms" for k, v in top)
+            where = ", ".join(f"{k} {v * 1000:+.0f} ms" for k, v in top)
             verdict = "met" if m["target_met"] else "**not met**"
+            fastest = m["fastest_opacus_mode"]
             notes.append(
-                f"- DP overhead, {name} ({mode}, fastest measured: {m['fastest_mode']}): "
-                f"{m['configured_ratio']:.2f}x — target {dp['target_ratio']}x {verdict}. What DP "
-                f"adds per epoch (profile, phases nest): {where}."
-            )
-        if not all(m["target_met"] for m in dp["models"].values()):
-            notes.append(
-                "  Why: at the default batch size (256) these models are tiny (44 and ~1,400 "
-                "parameters), so a non-private step is a few hundred microseconds of framework "
-                "overhead. Each DP step adds fixed work of the same order or larger: Opacus's "
-                "per-sample gradient hooks and einsums in backward, per-sample norms, clipping "
-                "and one Gaussian draw per parameter tensor in the optimizer step, and a Poisson "
-                "mask drawn over every row. Ghost clipping avoids materialising per-sample "
-                "gradients but runs two backward passes, which only pays for wide layers. "
-                "Confide's own per-round DP costs (accounting, data loading) are removed "
-                "above; what remains is inside Opacus's per-sample and per-step work. Meeting "
-                "the target would need per-sample gradients outside Opacus (e.g. closed-form for "
-                "logistic regression), which the project does not do: Opacus's audited "
-                "clipping, noise and accounting are worth the cost on models this small."
+                f"- DP overhead, {name} (closed-form engine): {m['configured_ratio']:.2f}x wall, "
+                f"{m['configured_cpu_ratio']:.2f}x CPU — target {dp['target_ratio']}x {verdict}. "
+                f"Opacus on the same batches: {m['ratio_to_no_dp'][f'opacus_{fastest}']:.2f}x "
+                f"at best ({fastest}). What DP adds per epoch (profile, phases nest): {where}."
             )
     engine = results.get("engine_overhead")
     if engine and "10" in engine["sizes"]:
@@ -165,12 +151,17 @@ def notes_for(results: dict[str, Any]) -> list[str]:
     scale = results.get("scale")
     if scale:
         o = scale["one_node"]
+        verdict = "met" if o["target_met"] else "**not met**"
         notes.append(
-            f"- One node, {o['rows']:,} rows: a DP epoch takes {o['dp_epoch_s']:.1f} s "
-            f"({o['dp_ratio']:.1f}x the non-private epoch). Opacus's Poisson sampler draws one "
-            "uniform number per row for every step (work grows with rows x steps, i.e. with "
-            "rows squared per epoch): "
-            f"{o['poisson_sampler_share_of_dp_epoch']:.0%} of the DP epoch here."
+            f"- One node, {o['rows']:,} rows: a DP epoch takes {o['dp_epoch_s']:.1f} s, "
+            f"{o['dp_ratio']:.2f}x the non-private epoch — target {o['target_ratio']}x {verdict}; "
+            f"training peaks at {o['training_peak_rss_mib']:.0f} MiB resident "
+            f"({o['training_peak_above_pre_training_mib']:.0f} MiB above its level before "
+            "training). The "
+            "sampler draws a Binomial batch size and that many distinct rows, "
+            f"{o['poisson_sampler_s_per_step'] * 1e6:.0f} us per step "
+            f"({o['poisson_sampler_share_of_dp_epoch']:.1%} of the DP epoch); Opacus's sampler "
+            f"would take {o['opacus_sampler_epoch_s']:.1f} s per epoch here."
         )
     analytics = results.get("analytics")
     if analytics:

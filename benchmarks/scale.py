@@ -1,10 +1,13 @@
-"""Scale: one node with 1,000,000 rows x 40 features, a DP epoch and a non-private one.
+"""Scale: one node with 1,000,000 rows x 40 features, DP epochs and a non-private one.
 
 The rows are generated at run time in a fresh process (so its peak resident memory is this
 benchmark's alone): 24 skewed numeric features scaled to [0, 1] as the task encoding does, three
 one-hot categoricals (6 + 5 + 5 levels) and a label from a logistic ground truth with a 20%
-positive rate. The model, batch size, clipping and epsilon are the shipped defaults. The
-50 nodes x 20 rounds run is the 50-node engine benchmark (``benchmarks.engine_overhead``).
+positive rate. The model, batch size, clipping and epsilon are the shipped defaults. Side by
+side, interleaved, medians: the DP epoch with the closed-form engine (the default), with Opacus
+(the fallback engine, same sampler and noise), and the non-private epoch. The Poisson sampler's
+cost per step is measured alone, with Opacus's sampler (one uniform number per row) beside it.
+The 50 nodes x 20 rounds run is the 50-node engine benchmark (``benchmarks.engine_overhead``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["generate_encoded", "run"]
+__all__ = ["TARGET_RATIO", "generate_encoded", "run"]
+
+TARGET_RATIO = 2.0  # a 1M-row DP epoch at most twice the non-private one
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,8 +60,28 @@ def _rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _child(n_rows: int) -> dict[str, Any]:
-    """In a fresh process: generate, then time one DP and one non-private epoch."""
+def _sampler_per_step(n_rows: int, sample_rate: float) -> dict[str, float]:
+    """Median seconds of one step's batch draw: Confide's sampler and Opacus's."""
+    import torch
+
+    from confide.modeling.poisson_sampling import poisson_batch
+
+    rng = np.random.default_rng(0)
+    ours, theirs = [], []
+    for _ in range(50):
+        t = time.perf_counter()
+        for _ in range(40):
+            poisson_batch(n_rows, sample_rate, rng)
+        ours.append((time.perf_counter() - t) / 40)
+    for _ in range(20):  # Opacus's UniformWithReplacementSampler, one step
+        t = time.perf_counter()
+        (torch.rand(n_rows) < sample_rate).nonzero().reshape(-1).tolist()
+        theirs.append(time.perf_counter() - t)
+    return {"ours": float(np.median(ours)), "opacus": float(np.median(theirs))}
+
+
+def _child(n_rows: int, repeats: int) -> dict[str, Any]:
+    """In a fresh process: generate, then time DP epochs (both engines) and non-private ones."""
     import torch
 
     from confide.benchmarks.common import base_config
@@ -74,74 +99,118 @@ def _child(n_rows: int) -> dict[str, Any]:
     train = replace(job.train, local_epochs=1)
     state = calibrate(job.dp, len(y), train, job.rounds)
     epsilon_for_history([(state.noise_multiplier, state.sample_rate, 1)], 1e-5, "rdp")
-    warm = calibrate(job.dp, 2000, train, job.rounds)  # warm Opacus up on a small slice
-    train_local(
-        build_model(job.model_name, job.model_net.params, x.shape[1]),
-        x[:2000],
-        y[:2000],
-        train,
-        job.dp,
-        warm,
-        0,
-    )
+    off = replace(job.dp, enabled=False)
+    warm = calibrate(job.dp, 2000, train, job.rounds)  # warm both engines up on a small slice
+    for engine in ("auto", "opacus"):
+        model = build_model(job.model_name, job.model_net.params, x.shape[1])
+        train_local(model, x[:2000], y[:2000], train, job.dp, warm, 0, dp_engine=engine)
     rss_before = _rss_mib()
-    model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=0)
     peak, done = [rss_before], threading.Event()
 
-    def poll() -> None:  # resident memory during the DP epoch, every 5 ms
+    def poll() -> None:  # resident memory during the whole timed part, every 5 ms
         while not done.is_set():
             peak[0] = max(peak[0], _rss_mib())
             time.sleep(0.005)
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
-    dp_s = time.perf_counter()
-    result = train_local(model, x, y, train, job.dp, state, seed=1)
-    dp_s = time.perf_counter() - dp_s
+    runs = {
+        "closed_form": lambda seed: train_local(
+            build_model(job.model_name, job.model_net.params, x.shape[1], seed=0),
+            x,
+            y,
+            train,
+            job.dp,
+            state,
+            seed=seed,
+        ),
+        "opacus": lambda seed: train_local(
+            build_model(job.model_name, job.model_net.params, x.shape[1], seed=0),
+            x,
+            y,
+            train,
+            job.dp,
+            state,
+            seed=seed,
+            dp_engine="opacus",
+        ),
+        "off": lambda seed: train_local(
+            build_model(job.model_name, job.model_net.params, x.shape[1], seed=0),
+            x,
+            y,
+            train,
+            off,
+            None,
+            seed=seed,
+        ),
+    }
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    steps = 0
+    for rep in range(repeats):
+        for name, fn in runs.items():
+            w, c = time.perf_counter(), time.process_time()
+            result = fn(rep + 1)
+            wall[name].append(time.perf_counter() - w)
+            cpu[name].append(time.process_time() - c)
+            if name == "closed_form":
+                steps = result.steps
     done.set()
     watcher.join()
     peak_process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model = build_model(job.model_name, job.model_net.params, x.shape[1], seed=0)
-    plain_s = time.perf_counter()
-    train_local(model, x, y, train, replace(job.dp, enabled=False), None, seed=1)
-    plain_s = time.perf_counter() - plain_s
-    # Opacus's Poisson sampler draws one uniform number per row for every step
-    sampler = []
-    for _ in range(20):
-        t = time.perf_counter()
-        (torch.rand(n_rows) < state.sample_rate).nonzero().reshape(-1).tolist()
-        sampler.append(time.perf_counter() - t)
+    med = {k: float(np.median(v)) for k, v in wall.items()}
+    med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
+    sampler = _sampler_per_step(n_rows, state.sample_rate)
     data_mib = (x.nbytes + y.nbytes) / 2**20
     return {
         "rows": n_rows,
         "features": int(x.shape[1]),
         "positive_rate": float(y.mean()),
         "model": job.model_name,
-        "grad_sample_mode": job.dp.grad_sample_mode,
+        "engine": "closed_form",
+        "fallback_grad_sample_mode": job.dp.grad_sample_mode,
         "batch_size": train.batch_size,
-        "steps_per_epoch": result.steps,
+        "steps_per_epoch": steps,
+        "repeats": repeats,
         "generate_s": generate_s,
-        "dp_epoch_s": dp_s,
-        "no_dp_epoch_s": plain_s,
-        "dp_ratio": dp_s / plain_s,
+        "dp_epoch_s": med["closed_form"],
+        "opacus_dp_epoch_s": med["opacus"],
+        "no_dp_epoch_s": med["off"],
+        "dp_ratio": med["closed_form"] / med["off"],
+        "opacus_dp_ratio": med["opacus"] / med["off"],
+        "dp_cpu_ratio": med_cpu["closed_form"] / med_cpu["off"],
+        "opacus_dp_cpu_ratio": med_cpu["opacus"] / med_cpu["off"],
+        "epoch_s_all": wall,
         "data_mib": data_mib,
         "rss_before_data_mib": rss_baseline,
         "rss_before_training_mib": rss_before,
-        "dp_epoch_peak_rss_mib": peak[0],
-        "dp_epoch_peak_above_pre_training_mib": peak[0] - rss_before,
+        "training_peak_rss_mib": peak[0],  # DP epochs (both engines) and non-private ones
+        "training_peak_above_pre_training_mib": peak[0] - rss_before,
         "process_peak_rss_mib": peak_process,  # includes generating the data
         "peak_above_baseline_mib": peak[0] - rss_baseline,
         "peak_above_baseline_over_data": (peak[0] - rss_baseline) / data_mib,
-        "poisson_sampler_s_per_step": float(np.median(sampler)),
-        "poisson_sampler_share_of_dp_epoch": float(np.median(sampler)) * result.steps / dp_s,
+        "poisson_sampler_s_per_step": sampler["ours"],
+        "poisson_sampler_share_of_dp_epoch": sampler["ours"] * steps / med["closed_form"],
+        "opacus_sampler_s_per_step": sampler["opacus"],
+        "opacus_sampler_epoch_s": sampler["opacus"] * steps,
+        "target_ratio": TARGET_RATIO,
+        "target_met": med["closed_form"] / med["off"] <= TARGET_RATIO,
     }
 
 
 def run(quick: bool) -> dict[str, Any]:
     """The one-node scale benchmark in a subprocess (1,000,000 rows; 100,000 with ``quick``)."""
-    rows = 100_000 if quick else 1_000_000
+    rows, repeats = (100_000, 2) if quick else (1_000_000, 3)
     proc = subprocess.run(
-        [sys.executable, "-m", "confide.benchmarks.scale", "--rows", str(rows)],
+        [
+            sys.executable,
+            "-m",
+            "confide.benchmarks.scale",
+            "--rows",
+            str(rows),
+            "--repeats",
+            str(repeats),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -155,4 +224,6 @@ def run(quick: bool) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="one large node: DP epoch time, peak memory")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    print(json.dumps(_child(parser.parse_args().rows)))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(json.dumps(_child(args.rows, args.repeats)))

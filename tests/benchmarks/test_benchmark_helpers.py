@@ -87,13 +87,31 @@ def test_render_names_the_machine_and_every_section():
 def _fake_results():
     profile = {"seconds_per_epoch": 0.1, "by_part": {"x": 0.1}, "top_functions": []}
     model = {
-        "seconds_per_epoch_median": {"off": 0.1, "hooks": 0.12, "ew": 0.2, "ghost": 0.3},
-        "ratio_to_no_dp": {"hooks": 1.2, "ew": 2.0, "ghost": 3.0},
-        "fastest_mode": "hooks",
-        "configured_mode": "hooks",
-        "configured_ratio": 1.2,
+        "seconds_per_epoch_median": {
+            "off": 0.1,
+            "closed_form": 0.11,
+            "opacus_hooks": 0.12,
+            "opacus_ew": 0.2,
+            "opacus_ghost": 0.3,
+        },
+        "ratio_to_no_dp": {
+            "closed_form": 1.1,
+            "opacus_hooks": 1.2,
+            "opacus_ew": 2.0,
+            "opacus_ghost": 3.0,
+        },
+        "cpu_ratio_to_no_dp": {
+            "closed_form": 1.0,
+            "opacus_hooks": 1.2,
+            "opacus_ew": 2.0,
+            "opacus_ghost": 3.0,
+        },
+        "fastest_opacus_mode": "hooks",
+        "closed_form_speedup_over_fastest_opacus": 1.09,
+        "configured_ratio": 1.1,
+        "configured_cpu_ratio": 1.0,
         "target_met": True,
-        "profile": {"dp_hooks": profile, "no_dp": profile},
+        "profile": {"dp_closed_form": profile, "no_dp": profile},
     }
     run = {"total_s": 10.0, "steady_round_s": 1.0, "round_s": [5.0, 1.0], "status": "completed"}
     size = {
@@ -123,16 +141,26 @@ def _fake_results():
                 "rows": 1000,
                 "features": 40,
                 "model": "logreg",
-                "grad_sample_mode": "hooks",
+                "fallback_grad_sample_mode": "ew",
+                "repeats": 3,
                 "dp_epoch_s": 1.0,
+                "opacus_dp_epoch_s": 2.0,
                 "no_dp_epoch_s": 0.5,
                 "dp_ratio": 2.0,
+                "dp_cpu_ratio": 1.9,
+                "opacus_dp_ratio": 4.0,
                 "data_mib": 1.0,
                 "rss_before_training_mib": 290.0,
-                "dp_epoch_peak_rss_mib": 300.0,
+                "training_peak_rss_mib": 300.0,
+                "training_peak_above_pre_training_mib": 10.0,
                 "peak_above_baseline_mib": 30.0,
                 "peak_above_baseline_over_data": 30.0,
-                "poisson_sampler_share_of_dp_epoch": 0.5,
+                "poisson_sampler_s_per_step": 2e-5,
+                "poisson_sampler_share_of_dp_epoch": 0.01,
+                "opacus_sampler_s_per_step": 5e-4,
+                "opacus_sampler_epoch_s": 1.9,
+                "target_ratio": 2.0,
+                "target_met": True,
             }
         },
         "utility": summarise(_fake_metrics())

@@ -14,11 +14,12 @@ def _dp_results(ratio: float) -> dict:
     by_part = {"optimizer step": 0.02, "backward": 0.004}
     plain = {"optimizer step": 0.001, "backward": 0.002}
     model = {
-        "configured_mode": "ew",
-        "fastest_mode": "ew",
+        "fastest_opacus_mode": "ew",
         "configured_ratio": ratio,
+        "configured_cpu_ratio": ratio,
+        "ratio_to_no_dp": {"closed_form": ratio, "opacus_ew": ratio},
         "target_met": False,
-        "profile": {"dp_ew": {"by_part": by_part}, "no_dp": {"by_part": plain}},
+        "profile": {"dp_closed_form": {"by_part": by_part}, "no_dp": {"by_part": plain}},
     }
     return {"dp_overhead": {"target_ratio": 1.5, "models": {"logreg": model, "mlp": model}}}
 
