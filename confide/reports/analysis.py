@@ -130,11 +130,13 @@ class _Page:
         )
         body = cards + bullets(lines) + table(["part", "epsilon per node"], rows)
         if a.get("status") not in (None, "completed"):
+            reasons = a.get("reasons") if isinstance(a.get("reasons"), Mapping) else {}
             body = (
                 paragraph(
                     f"The analysis did not complete ({a.get('status')}): {a.get('message', '')}",
                     "bad",
                 )
+                + bullets([f"node {n}: {line}" for n, line in reasons.items()])
                 + body
             )
         return Section("about", "About these numbers", body)

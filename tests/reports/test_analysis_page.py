@@ -173,7 +173,9 @@ def test_report_command_regenerates_the_page_of_an_analysis_run(analysis, tmp_pa
 def test_a_stopped_analysis_shows_why_and_no_release(analysis):
     record = {**only(analysis, "mean_age"), "status": "refused", "queries": {}}
     record["message"] = "node 'ecommerce' refused: budget (rule: ANALYSIS-LIFETIME)"
+    record["reasons"] = {"ecommerce": "spent 9.5 + this analysis 3 exceeds 10"}
     html, pngs = build_analysis_page(record)
+    assert "node ecommerce: spent 9.5 + this analysis 3 exceeds 10" in html
     assert parse_page(html).section_ids == ["about"] and pngs == {}
     assert "did not complete (refused): node &#x27;ecommerce&#x27; refused" in html
 
