@@ -83,6 +83,15 @@ def _group_label(group: Any) -> str:
     return ", ".join(str(v) for v in group.values())
 
 
+def _describe(q: Mapping[str, Any]) -> str:
+    """``stat of column where filter``, e.g. ``mean of age where member_level in gold``."""
+    what = f"{q.get('stat')}" + (f" of {q['column']}" if q.get("column") else "")
+    where = q.get("where") if isinstance(q.get("where"), Mapping) else {}
+    if where:
+        what += " where " + "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in where.items())
+    return what
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -245,7 +254,12 @@ class _Page:
             fed = [r for r in q.get("federated") or [] if isinstance(r, Mapping)]
             if q.get("stat") == "histogram":
                 labels = [
-                    f"{r['bin'][0]:g}-{r['bin'][1]:g}" if isinstance(r.get("bin"), list) else "?"
+                    (f"{_group_label(r.get('group'))} " if r.get("group") else "")
+                    + (
+                        f"{r['bin'][0]:g}-{r['bin'][1]:g}"
+                        if isinstance(r.get("bin"), list)
+                        else "?"
+                    )
                     for r in fed
                 ]
                 xlabel = f"{q.get('column')} bin"
@@ -255,7 +269,7 @@ class _Page:
             else:
                 continue
             bars = [(lab, *_est(r)) for lab, r in zip(labels, fed, strict=True)]
-            what = f"{q.get('stat')}" + (f" of {q['column']}" if q.get("column") else "")
+            what = _describe(q)
             title = f"{name}: {what} (epsilon {float(q.get('epsilon', 0)):g})"
             png = plots.bars_png(bars, title, what, xlabel)
             per_node = q.get("per_node") or {}
@@ -276,8 +290,8 @@ class _Page:
             return None
         lead = paragraph(
             "Grouped statistics: group keys come only from the declared categories; error bars "
-            "and ± are the expected 95% error of the DP noise (federated: the sum of the nodes' "
-            "noisy releases).",
+            "and ± are the expected 95% error of the DP noise (federated: combined from the "
+            "nodes' noisy releases).",
             "lead",
         )
         return Section("groups", "Regional and grouped statistics", lead + body)
@@ -290,12 +304,7 @@ class _Page:
                 continue
             if q.get("group_by") and q.get("stat") != "quantiles":
                 continue
-            what = f"{q.get('stat')}" + (f" of {q['column']}" if q.get("column") else "")
-            where = q.get("where") or {}
-            if where:
-                what += " where " + "; ".join(
-                    f"{k} in {', '.join(map(str, v))}" for k, v in where.items()
-                )
+            what = _describe(q)
             node_rows = list((q.get("per_node") or {}).values())
             for i, r in enumerate(q.get("federated") or []):
                 label = what + (f" (q={r['q']:g})" if _finite(r.get("q")) is not None else "")
