@@ -75,6 +75,8 @@ class SeededNoise:
 # draws divided by sqrt(2n) = 2, so the low-order bits of one draw cannot be inverted to the
 # uniforms behind it (attack work 2^(53(2n-1)) = 2^159 for n = 2).
 _SUMMED_DRAWS = 4
+_POOL = 1 << 16  # normals computed per refill (512 KiB of keystream): a DP step of a small
+# model asks for a few hundred, and per-call NumPy overhead would otherwise dominate
 _UNIT = 2.0**-53
 _REKEY_BYTES = 1 << 32  # fresh key and nonce every 4 GiB of keystream (ChaCha20's 32-bit counter
 # covers 256 GiB per key and nonce; rekeying far below that keeps the counter from ever wrapping)
@@ -88,7 +90,7 @@ class SecureNoise:
     repr, a log, an exception or a pickle (pickling and copying are refused). Keystream bytes
     become 53-bit uniforms in (0, 1), Box–Muller turns them into normals in float64, and each
     returned value sums four normals over two as Opacus's ``secure_mode`` does; the result is cast
-    to float32.
+    to float32. Normals are computed 2^16 at a time and each is released once.
     """
 
     name = "secure"
@@ -96,6 +98,8 @@ class SecureNoise:
     def __init__(self) -> None:
         self._rekey()
         self._sampling: np.random.Generator | None = None
+        self._pool = np.empty(0, dtype=np.float64)  # normals computed but not yet released
+        self._taken = 0
 
     def _rekey(self) -> None:
         # ChaCha20 in `cryptography` takes a 16-byte nonce: a 32-bit block counter (0) then 96 bits.
@@ -112,22 +116,33 @@ class SecureNoise:
         return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * _UNIT
 
     def _normals(self, n: int) -> np.ndarray:
-        """``n`` independent standard normals in float64 (Box–Muller on keystream uniforms)."""
+        """``n`` independent standard normals in float64: Box–Muller on consecutive pairs of
+        keystream uniforms, so the first ``k`` of ``n`` normals do not depend on ``n``."""
         pairs = (n + 1) // 2
-        u = self._uniforms(2 * pairs)
-        radius = np.sqrt(-2.0 * np.log(u[:pairs]))
-        angle = (2.0 * math.pi) * u[pairs:]
-        out = np.empty(2 * pairs, dtype=np.float64)
-        np.multiply(radius, np.cos(angle), out=out[:pairs])
-        np.multiply(radius, np.sin(angle), out=out[pairs:])
-        return out[:n]
+        u = self._uniforms(2 * pairs).reshape(pairs, 2)
+        radius = np.sqrt(-2.0 * np.log(u[:, 0]))
+        angle = (2.0 * math.pi) * u[:, 1]
+        out = np.empty((pairs, 2), dtype=np.float64)
+        np.multiply(radius, np.cos(angle), out=out[:, 0])
+        np.multiply(radius, np.sin(angle), out=out[:, 1])
+        return out.reshape(-1)[:n]
+
+    def _take(self, n: int) -> np.ndarray:
+        """The next ``n`` normals of the stream, each released once (refilled in bulk)."""
+        if self._taken + n > len(self._pool):
+            rest = self._pool[self._taken :]
+            self._pool = np.concatenate([rest, self._normals(max(n - len(rest), _POOL))])
+            self._taken = 0
+        out = self._pool[self._taken : self._taken + n]
+        self._taken += n
+        return out
 
     def gaussian(self, n: int, std: float) -> torch.Tensor:
         """``n`` draws from N(0, std²), each the sum of four keystream normals over two."""
         n = int(n)
         if n == 0:
             return torch.empty(0, dtype=torch.float32)
-        draws = self._normals(_SUMMED_DRAWS * n).reshape(_SUMMED_DRAWS, n)
+        draws = self._take(_SUMMED_DRAWS * n).reshape(_SUMMED_DRAWS, n)
         total = draws.sum(axis=0) * (float(std) / math.sqrt(_SUMMED_DRAWS))
         return torch.from_numpy(total.astype(np.float32))
 
