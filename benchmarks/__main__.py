@@ -23,7 +23,7 @@ from confide.benchmarks.common import RESULTS_DIR, machine_info, write_json
 from confide.benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("dp", "engine", "privacy", "scale", "utility", "analytics")
+SECTIONS = ("dp", "engine", "privacy", "scale", "utility", "noise", "analytics")
 RESULT_NAMES = {
     "dp": "dp_overhead",
     "engine": "engine_overhead",
@@ -31,6 +31,7 @@ RESULT_NAMES = {
     "scale": "scale",
     "utility": "utility",
     "analytics": "analytics",
+    "noise": "secure_noise",
 }
 
 
@@ -79,6 +80,10 @@ def _run_section(name: str, quick: bool) -> dict[str, Any]:
         from confide.benchmarks import scale
 
         return scale.run(quick)
+    if name == "noise":
+        from confide.benchmarks import secure_noise
+
+        return secure_noise.run(quick)
     if name == "analytics":
         from confide.benchmarks import analytics
 
@@ -163,6 +168,15 @@ def notes_for(results: dict[str, Any]) -> list[str]:
             f"({o['poisson_sampler_share_of_dp_epoch']:.1%} of the DP epoch); Opacus's sampler "
             f"would take {o['opacus_sampler_epoch_s']:.1f} s per epoch here."
         )
+    noise = results.get("secure_noise")
+    if noise:
+        for name, m in noise["models"].items():
+            verdict = "met" if m["target_met"] else "**not met**"
+            notes.append(
+                f"- Secure noise, {name}: a DP epoch with the ChaCha20 source takes "
+                f"{m['secure_extra_share_of_dp_epoch']:+.1%} against seeded noise — target "
+                f"<= {noise['target_extra']:.0%} {verdict}."
+            )
     analytics = results.get("analytics")
     if analytics:
         cal = {c["epsilon"]: c for c in analytics["calibration"]}

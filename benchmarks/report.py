@@ -313,6 +313,38 @@ def _analytics(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _secure_noise(r: dict[str, Any]) -> list[str]:
+    g = r["generator"]
+    rate = g["normals_per_s"]
+    out = [
+        "## Secure DP noise (ChaCha20 keystream) against seeded noise",
+        "",
+        f"Data: `{r['data']['node']}`, {r['data']['rows']:,} rows x {r['data']['features']} "
+        f"features; shipped settings; median of {r['repeats']} interleaved repetitions. "
+        f"Target: secure noise adds <= {r['target_extra']:.0%} to a DP epoch.",
+        "",
+        "| model | parameters | no DP (s) | DP, seeded (s) | DP, secure (s) | secure extra | "
+        "one step's draw, seeded (µs) | secure (µs) | target met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for name, m in r["models"].items():
+        s, step = m["seconds_per_epoch_median"], m["one_step_draw_s"]
+        out.append(
+            f"| {name} | {m['parameters']:,} | {_f(s['no_dp'])} | {_f(s['seeded'])} | "
+            f"{_f(s['secure'])} | {m['secure_extra_share_of_dp_epoch']:+.1%} | "
+            f"{_f(step['seeded'] * 1e6, 1)} | {_f(step['secure'] * 1e6, 1)} | "
+            f"{_f(m['target_met'])} |"
+        )
+    out += [
+        "",
+        f"Raw generators, {g['normals_per_call']:,} normals per call: seeded (torch) "
+        f"{rate['seeded'] / 1e6:.1f} M normals/s, secure {rate['secure'] / 1e6:.1f} M normals/s "
+        f"({g['secure_over_seeded_time']:.1f}x the time; each secure value is four keystream "
+        "normals summed, Opacus's floating-point mitigation).",
+    ]
+    return out
+
+
 def render(results: dict[str, Any], notes: list[str]) -> str:
     """The whole page: machine, one section per benchmark that ran, then the notes."""
     meta = results["meta"]
@@ -335,6 +367,8 @@ def render(results: dict[str, Any], notes: list[str]) -> str:
         lines += [*_scale(results["scale"], results.get("engine_overhead")), ""]
     if "utility" in results:
         lines += [*_utility(results["utility"]), ""]
+    if "secure_noise" in results:
+        lines += [*_secure_noise(results["secure_noise"]), ""]
     if "analytics" in results:
         lines += [*_analytics(results["analytics"]), ""]
     if notes:
