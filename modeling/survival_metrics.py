@@ -199,7 +199,7 @@ def _calibration(counts: np.ndarray, pred: np.ndarray, h_bin: int) -> list[dict[
         n = int(per_bin[members].sum())
         if n < MIN_CELL:
             continue
-        observed = 1.0 - _km(counts[members].sum(axis=0))[h_bin]
+        observed = float(1.0 - _km(counts[members].sum(axis=0))[h_bin])
         out.append(
             {"n": float(n), "predicted": float(pred[members].sum() / n), "observed": observed}
         )
