@@ -14,6 +14,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from confide.analytics import node as node_mod
 from confide.analytics.kmeans import kmeans_node_step, step_epsilon
@@ -151,3 +153,28 @@ def test_kmeans_steps_cost_at_most_their_epsilon(base):
         assert loss <= step_epsilon(spec, it) * (1 + _TOL), (it, loss)
         total += step_epsilon(spec, it)
     assert total == pytest.approx(spec.segments.epsilon, abs=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    k=st.integers(1, 4),
+    rows=st.integers(1, 6),
+    spend=st.floats(-1e6, 1e6, allow_nan=False),
+    age=st.floats(-1e3, 1e3, allow_nan=False),
+    recency=st.floats(0, 400, allow_nan=False),
+    level=st.sampled_from(["basic", "gold", "diamond", ""]),
+    province=st.sampled_from(["北京", "陕西", "火星"]),
+)
+def test_property_any_added_customer_costs_at_most_each_parts_epsilon(
+    default_frames, k, rows, spend, age, recency, level, province
+):
+    spec = _k5(builtin_spec())
+    spec = dataclasses.replace(spec, unit=Unit(spec.unit.id_column, k))
+    d = default_frames["ecommerce"].iloc[:300].reset_index(drop=True)
+    new = pd.DataFrame([d.iloc[0]] * rows)
+    new["customer_id"] = "NEIGHBOUR-2"
+    new["monetary_12m"], new["age"], new["recency_days"] = spend, age, recency
+    new["member_level"], new["province"] = level, province
+    d2 = pd.concat([d, new], ignore_index=True)
+    for part, loss in _check_all_parts(spec, d, d2).items():
+        assert loss <= spec.parts()[part] * (1 + _TOL), (part, loss)
