@@ -53,6 +53,7 @@ _MAX_K = 50
 _MAX_ITERATIONS = 50
 _MAX_ROWS_PER_CUSTOMER = 10_000
 _MAX_TEXT = 200
+_MAX_COLUMNS = 500
 
 
 class AnalysisSpecError(ConfideError):
@@ -315,7 +316,10 @@ def _name(ctx: _Ctx, raw: object, where: str) -> str:
 def _number(ctx: _Ctx, raw: object, where: str) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ctx.fail(where, "must be a number")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:
+        raise ctx.fail(where, "must be finite") from None
     if not math.isfinite(value):
         raise ctx.fail(where, "must be finite")
     return value
@@ -559,6 +563,8 @@ def load_analysis_spec(raw: Mapping[str, Any], source: str) -> AnalysisSpec:
     cols_raw = _required(ctx, body, "columns", "")
     if not isinstance(cols_raw, Mapping) or not cols_raw:
         raise ctx.fail("columns", "must be a non-empty mapping of column declarations")
+    if len(cols_raw) > _MAX_COLUMNS:
+        raise ctx.fail("columns", f"declares more than {_MAX_COLUMNS} columns")
     columns: dict[str, ColumnDecl] = {}
     for col_name, decl in cols_raw.items():
         col_name = _name(ctx, col_name, "columns")

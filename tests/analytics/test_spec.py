@@ -86,6 +86,7 @@ BAD = {
     "outcome not 0/1": (("segments", "outcome"), "age", "segments.outcome", "min 0, max 1"),
     "quality undeclared": (("quality", "columns"), ["email"], "quality.columns", "not declared"),
     "nan bound": (("columns", "age"), {"min": float("nan"), "max": 1}, "columns.age.min", "finite"),
+    "huge integer": (("epsilon",), 10**400, "field 'epsilon'", "finite"),
 }
 
 
@@ -208,3 +209,42 @@ def test_property_wire_round_trip_is_lossless(raw):
     again = AnalysisSpec.from_wire(wire, "wire")
     assert again == spec
     assert again.to_wire() == spec.to_wire()
+
+
+_junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def _tampered(draw):
+    wire = builtin_spec().to_wire()
+    parent, key, node = None, None, wire
+    for _ in range(draw(st.integers(1, 4))):
+        if isinstance(node, dict) and node:
+            child = draw(st.sampled_from(sorted(node)))
+        elif isinstance(node, list) and node:
+            child = draw(st.integers(0, len(node) - 1))
+        else:
+            break
+        parent, key, node = node, child, node[child]
+    if parent is not None:
+        parent[key] = draw(_junk)
+    return wire
+
+
+@settings(max_examples=60, deadline=None)
+@given(_tampered())
+def test_property_a_tampered_wire_spec_loads_or_fails_with_one_line(wire):
+    """What a node receives is data: any tampering is refused as an AnalysisSpecError (never
+    another exception) or yields a spec that re-validates to itself."""
+    try:
+        spec = AnalysisSpec.from_wire(wire, "coordinator")
+    except AnalysisSpecError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("coordinator: field '")
+    else:
+        assert AnalysisSpec.from_wire(spec.to_wire(), "again") == spec
