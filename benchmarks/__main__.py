@@ -23,7 +23,7 @@ from confide.benchmarks.common import RESULTS_DIR, machine_info, write_json
 from confide.benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("dp", "engine", "privacy", "scale", "utility", "noise", "analytics")
+SECTIONS = ("dp", "engine", "privacy", "scale", "utility", "noise", "defaults", "analytics")
 RESULT_NAMES = {
     "dp": "dp_overhead",
     "engine": "engine_overhead",
@@ -31,6 +31,7 @@ RESULT_NAMES = {
     "scale": "scale",
     "utility": "utility",
     "analytics": "analytics",
+    "defaults": "defaults_evidence",
     "noise": "secure_noise",
 }
 
@@ -84,6 +85,10 @@ def _run_section(name: str, quick: bool) -> dict[str, Any]:
         from confide.benchmarks import secure_noise
 
         return secure_noise.run(quick)
+    if name == "defaults":
+        from confide.benchmarks import defaults_evidence
+
+        return defaults_evidence.run(quick)
     if name == "analytics":
         from confide.benchmarks import analytics
 
@@ -177,6 +182,15 @@ def notes_for(results: dict[str, Any]) -> list[str]:
                 f"{m['secure_extra_share_of_dp_epoch']:+.1%} against seeded noise — target "
                 f"<= {noise['target_extra']:.0%} {verdict}."
             )
+    defaults = results.get("defaults_evidence")
+    if defaults:
+        choice, new, old = defaults["choice"], defaults["choice"]["chosen"], defaults["old_default"]
+        gap, where = choice["worst_case_gap"], choice["worst_scenario"]
+        notes.append(
+            f"- Defaults (rounds x local epochs): {choice['rule']}: {new} (worst case "
+            f"{gap[new]:.3f} ROC-AUC, {where[new]}; the old {old}: {gap[old]:.3f}, {where[old]}); "
+            f"shipped: {defaults['shipped_default']}."
+        )
     analytics = results.get("analytics")
     if analytics:
         cal = {c["epsilon"]: c for c in analytics["calibration"]}
