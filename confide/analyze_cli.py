@@ -34,6 +34,8 @@ def analyze(
     spec = analysis_spec(config)  # one line when no analysis is selected or the spec is bad
     quiet = quiet or bool(config["run"].get("quiet"))
     console = Console(quiet=quiet, highlight=False)
+    if not console.is_terminal:
+        console.width = 130  # pipes and CI logs: one line per step and per part list
     parts = ", ".join(f"{name} {eps:g}" for name, eps in spec.parts().items())
     console.print(
         f"Analysis '{spec.name}' on federation '{config['federation']['name']}': "
