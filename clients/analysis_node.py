@@ -15,6 +15,10 @@ the node, in this order:
    epsilon in the ledger (compare-and-set on the run's step count: a replayed or out-of-order
    step is refused), and only then
 5. computes its noisy release with :mod:`confide.analytics` and returns it (JSON-ready numbers).
+   A computation that fails after its charge keeps the charge: the ledger never under-counts.
+   Each step adds what it spends under the received spec (the noise is calibrated to the same
+   number) to what the run has spent; whatever the coordinator sends, step after step, the
+   charges never pass the run's reservation.
 
 The final k-means step also assigns the node's customers to the released centroids and writes
 that assignment next to the node's ledger (:func:`segments_path`); it never leaves the node.
@@ -52,6 +56,9 @@ __all__ = [
 ]
 
 
+_ROUNDING = 1e-12  # relative: the steps' epsilons sum to the reservation up to float rounding
+
+
 class AnalysisRefusal(ConfideError):
     """The node declines an analysis step; ``str(exc)`` is the one-line reason it sends back."""
 
@@ -67,13 +74,11 @@ def plan(spec: AnalysisSpec) -> tuple[AnalysisStep, ...]:
 
 
 def _step_index(spec: AnalysisSpec, request: AnalysisRequest, name: str) -> tuple[int, float]:
-    """The step's position in the plan and the run's cumulative epsilon once it is charged
-    (never above the analysis's epsilon); refuses a step outside the plan."""
-    steps = plan(spec)
-    for index, step in enumerate(steps):
+    """The step's position in the plan and the epsilon its computation spends (the received
+    spec's own split, the same numbers the library calibrates its noise to)."""
+    for index, step in enumerate(plan(spec)):
         if (step.step, step.iteration) == (request.step, request.iteration):
-            cumulative = math.fsum(s.epsilon for s in steps[: index + 1])
-            return index, min(cumulative, float(spec.epsilon))
+            return index, step.epsilon
     raise AnalysisRefusal(
         f"node '{name}': step {request.step} {request.iteration} is not part of this "
         "analysis's plan (rule: ANALYSIS-STEP)"
@@ -205,13 +210,21 @@ def _charge(
     ledger: BudgetLedger,
     request: AnalysisRequest,
     index: int,
-    spent: float,
+    cost: float,
 ) -> None:
-    """Reserve (first step) and charge this step in the ledger (``spent``: the run's cumulative
-    epsilon after it), before it is computed."""
+    """Reserve (first step) and charge this step's epsilon on top of what the run has spent,
+    before it is computed. The charge adds what this computation spends, whatever spec an
+    earlier step came with; a sum that passes the reservation by float rounding only is the
+    reservation."""
     try:
         if index == 0:
             ledger.reserve(request.run_id, float(spec.epsilon), float(spec.delta), kind="analysis")
+        entry = ledger.run(request.run_id)
+        assert entry is not None  # reserved above, or checked by _check_step_order
+        reserved, spent = float(entry["reserved_epsilon"]), float(entry["spent_epsilon"]) + cost
+        if reserved < spent <= reserved + _ROUNDING * max(1.0, reserved):
+            spent = reserved
+        # compare-and-set on the step count: the spend read above is this step's starting point
         ledger.record(request.run_id, spent, index + 1, expect_steps=index)
     except PrivacyError as exc:
         raise AnalysisRefusal(f"node '{node.name}': {exc}") from None
@@ -242,12 +255,12 @@ def answer_analysis(node: NodeSpec, request: AnalysisRequest) -> dict[str, Any]:
     """Run one analysis step on this node; returns its release, or raises
     :class:`AnalysisRefusal` (nothing computed; on a refusal before step 4 nothing written)."""
     spec, policy = _checked_spec(node, request.spec)
-    index, spent = _step_index(spec, request, node.name)
+    index, cost = _step_index(spec, request, node.name)
     ledger = _ledger(node, policy)
     _check_budget(node, spec, policy, ledger, request.run_id)
     _check_step_order(node, ledger, request.run_id, index)
     frame = _frame(node, spec, policy)
-    _charge(node, spec, ledger, request, index, spent)
+    _charge(node, spec, ledger, request, index, cost)
     source = f"node '{node.name}'"
     try:
         if request.step == "release":

@@ -145,8 +145,9 @@ def analyze(config: Mapping[str, Any], verbose: bool = False, on_step=None) -> A
     start_engine(backend[1])
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        synthetic = {n.name for n in job.nodes if n.data is None}
         job = materialize_synthetic_nodes(job, nodes_dir)
-        preflight_analysis(spec, list(job.nodes))
+        preflight_analysis(spec, [n for n in job.nodes if n.name in synthetic])  # new data
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written stays behind
         shutil.rmtree(nodes_dir, ignore_errors=True)

@@ -187,3 +187,23 @@ def test_final_step_keeps_assignments_on_the_node(node):
     assert "row" not in json.dumps(release)
     entry = _ledger(node).run("s")
     assert entry["steps"] == 4 and entry["spent_epsilon"] == pytest.approx(2.0, abs=1e-12)
+
+
+def test_a_spec_swapped_between_steps_is_charged_what_it_spends(node):
+    """A coordinator that sends another spec at a later step cannot hide spend: each step adds
+    its own epsilon to what the run spent (a plan recomputed from the new spec would charge 1.0
+    here, 0.25 less than was spent), and the reservation still caps the run."""
+    first = segments_spec(iterations=2)  # epsilon 2: release 1.0, segments 1.0
+    answer_analysis(node, AnalysisRequest("w", "release", first))
+    swapped = segments_spec(iterations=2)
+    for query in swapped["queries"]:
+        query["epsilon"] = 0.375  # release 0.75 ...
+    swapped["segments"]["epsilon"] = 1.25  # ... and k-means init 0.2 * 1.25 = 0.25
+    answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 0))
+    assert _ledger(node).run("w")["spent_epsilon"] == pytest.approx(1.25, abs=1e-12)
+    centroids = [[30.0, 5.0, 1000.0], [120.0, 2.0, 300.0], [10.0, 20.0, 8000.0]]
+    answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 1, centroids))  # +0.25
+    answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 2, centroids))  # +0.25
+    with pytest.raises(AnalysisRefusal, match=r"rule: reservation"):
+        answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 3, centroids))  # +0.5
+    assert _ledger(node).run("w")["spent_epsilon"] == pytest.approx(1.75, abs=1e-12)
