@@ -13,7 +13,7 @@ from confide.modeling.dp_accounting import DPSettings, DPState
 from confide.modeling.factory import build_model
 from confide.modeling.fast_dp import ClosedFormDPSGD, DPEngineError, unsupported_reason
 from confide.modeling.local_training import DP_ENGINE_LOGGER, TrainSettings, train_local
-from confide.modeling.models import MLP
+from confide.modeling.models import MLP, LogisticRegression
 from confide.modeling.noise import SeededNoise
 from tests.modeling.scripted_batches import ScriptedBatches
 
@@ -250,3 +250,44 @@ def test_a_forward_that_is_not_the_layers_in_order_is_refused(monkeypatch):
     monkeypatch.setattr(MLP, "forward", lambda self, x: self.net(x).squeeze(-1) * 2)
     with pytest.raises(DPEngineError, match="forward is not its layers in order"):
         ClosedFormDPSGD(MLP(4), 1.0, 1.0, 10, SeededNoise(0))
+
+
+class RowSumBCE(nn.Module):
+    """A per-row criterion over K outputs (one term per row: the DP unit), Opacus-style
+    ``reduction`` (what a task such as the survival hazard loss passes as ``loss=``)."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits, y):
+        per_row = bce(logits, y, reduction="none").sum(1)
+        return {"none": per_row, "sum": per_row.sum(), "mean": per_row.mean()}[self.reduction]
+
+
+@pytest.mark.parametrize("model_cls", ["logreg", "mlp"])
+def test_several_outputs_with_a_task_loss_equal_opacus(model_cls):
+    """K = 3 logits per row and a per-row task loss: still Opacus's update within 1e-6."""
+    x, _ = data()
+    y = (np.random.default_rng(3).random((len(x), 3)) < 0.4).astype(np.float32)
+    train = TrainSettings(learning_rate=0.5, batch_size=10, momentum=0.9)
+    flats = {}
+    for engine in ("auto", "opacus"):
+        torch.manual_seed(0)
+        model = LogisticRegression(6, out_dim=3) if model_cls == "logreg" else MLP(6, (8,), 0, 3)
+        state = DPState(0.0, 0.1, 10)
+        result = train_local(
+            model,
+            x,
+            y,
+            train,
+            DPSettings(max_grad_norm=0.9),
+            state,
+            0,
+            noise=ScriptedBatches(BATCHES),
+            dp_engine=engine,
+            loss=RowSumBCE(),
+        )
+        assert result.engine == {"auto": "closed-form", "opacus": "opacus"}[engine]
+        flats[engine] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert float((flats["auto"] - flats["opacus"]).abs().max()) <= TOLERANCE
