@@ -30,7 +30,8 @@ from .estimates import (
 )
 from .kmeans import kmeans_update, segments_summary
 from .node import RELEASE_FORMAT, quantile_edges
-from .prepare import AnalysisDataError
+from .prepare import STATUS_NAMES, AnalysisDataError
+from .received import component
 from .spec import AnalysisSpec, Query
 
 __all__ = [
@@ -57,14 +58,12 @@ ERROR_MODEL = (
 class _Comp:
     """One component summed over some nodes: values and each node's scale."""
 
-    def __init__(self, releases: list[dict[str, Any]], path: tuple[str, ...]) -> None:
+    def __init__(self, releases: dict[str, Any], path: tuple[str, ...], length: int) -> None:
         vectors, self.scales = [], []
-        for rel in releases:
-            node = rel
-            for key in path:
-                node = node[key]
-            vectors.append(np.asarray(node["values"], dtype=np.float64))
-            self.scales.append(float(node["scale"]))
+        for node, rel in releases.items():
+            values, scale = component(node, rel, path, length)
+            vectors.append(values)
+            self.scales.append(scale)
         self.values = np.sum(vectors, axis=0)
 
     def est(self, i: int) -> dict[str, float]:
@@ -76,35 +75,42 @@ def _groups(spec: AnalysisSpec, q: Query) -> list[dict[str, str]]:
     return [dict(zip(q.group_by, combo, strict=True)) for combo in itertools.product(*cats)]
 
 
-def _query_rows(spec: AnalysisSpec, q: Query, rels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _query_rows(spec: AnalysisSpec, q: Query, rels: dict[str, Any]) -> list[dict[str, Any]]:
     path = ("queries", q.name, "components")
     groups = _groups(spec, q)
+    n = len(groups)
     rows: list[dict[str, Any]] = []
     if q.stat in ("count", "sum"):
-        comp = _Comp(rels, (*path, q.stat))
+        comp = _Comp(rels, (*path, q.stat), n)
         return [{"group": g, **comp.est(i)} for i, g in enumerate(groups)]
     decl = spec.columns[str(q.column)]
     if q.stat in ("mean", "variance"):
-        n = _Comp(rels, (*path, "count"))
-        s = _Comp(rels, (*path, "centred_sum"))
-        center = float(rels[0]["queries"][q.name]["center"])
-        s2 = _Comp(rels, (*path, "centred_sum_sq")) if q.stat == "variance" else None
+        cnt = _Comp(rels, (*path, "count"), n)
+        s = _Comp(rels, (*path, "centred_sum"), n)
+        center = (decl.min + decl.max) / 2  # type: ignore[operator]
+        s2 = _Comp(rels, (*path, "centred_sum_sq"), n) if q.stat == "variance" else None
         for i, g in enumerate(groups):
             if q.stat == "mean":
                 v, e = mean_estimate(
-                    n.values[i], s.values[i], center, decl.min, decl.max, n.scales, s.scales
+                    cnt.values[i], s.values[i], center, decl.min, decl.max, cnt.scales, s.scales
                 )
             else:
                 assert s2 is not None
                 half = (decl.max - decl.min) / 2  # type: ignore[operator]
                 v, e = variance_estimate(
-                    n.values[i], s.values[i], s2.values[i], half, n.scales, s.scales, s2.scales
+                    cnt.values[i],
+                    s.values[i],
+                    s2.values[i],
+                    half,
+                    cnt.scales,
+                    s.scales,
+                    s2.scales,
                 )
             rows.append({"group": g, "value": v, "error95": e})
         return rows
     edges = list(q.bins if q.stat == "histogram" else quantile_edges(spec, q))  # type: ignore[arg-type]
     nb = len(edges) - 1
-    comp = _Comp(rels, (*path, "count"))
+    comp = _Comp(rels, (*path, "count"), n * nb)
     for i, g in enumerate(groups):
         block = comp.values[i * nb : (i + 1) * nb]
         if q.stat == "histogram":
@@ -120,12 +126,13 @@ def _query_rows(spec: AnalysisSpec, q: Query, rels: list[dict[str, Any]]) -> lis
     return rows
 
 
-def _rfm_rows(spec: AnalysisSpec, rels: list[dict[str, Any]]) -> dict[str, Any]:
+def _rfm_rows(spec: AnalysisSpec, rels: dict[str, Any]) -> dict[str, Any]:
     rfm = spec.rfm
     assert rfm is not None
-    sizes = tuple(rels[0]["rfm"]["sizes"])
-    count = _Comp(rels, ("rfm", "components", "count"))
-    money = _Comp(rels, ("rfm", "components", "monetary_sum"))
+    sizes = tuple(len(d.bins) - 1 for d in rfm.dimensions().values())
+    cells_n = int(np.prod(sizes))
+    count = _Comp(rels, ("rfm", "components", "count"), cells_n)
+    money = _Comp(rels, ("rfm", "components", "monetary_sum"), cells_n)
     cells = []
     for i, (r, f, m) in enumerate(itertools.product(*(range(n) for n in sizes))):
         n, v = count.values[i], money.values[i]
@@ -159,12 +166,12 @@ def _rfm_rows(spec: AnalysisSpec, rels: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _quality_rows(spec: AnalysisSpec, rels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _quality_rows(spec: AnalysisSpec, rels: dict[str, Any]) -> list[dict[str, Any]]:
     qual = spec.quality
     assert qual is not None
-    statuses = rels[0]["quality"]["statuses"]
+    statuses = STATUS_NAMES
     ns = len(statuses)
-    comp = _Comp(rels, ("quality", "components", "count"))
+    comp = _Comp(rels, ("quality", "components", "count"), ns * len(qual.columns))
     rows = []
     for ci, col in enumerate(qual.columns):
         block = comp.values[ci * ns : (ci + 1) * ns]
@@ -188,7 +195,7 @@ def _quality_rows(spec: AnalysisSpec, rels: list[dict[str, Any]]) -> list[dict[s
     return rows
 
 
-def _estimates(spec: AnalysisSpec, rels: list[dict[str, Any]]) -> dict[str, Any]:
+def _estimates(spec: AnalysisSpec, rels: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"queries": {q.name: _query_rows(spec, q, rels) for q in spec.queries}}
     if spec.rfm is not None:
         out["rfm"] = _rfm_rows(spec, rels)
@@ -199,9 +206,13 @@ def _estimates(spec: AnalysisSpec, rels: list[dict[str, Any]]) -> dict[str, Any]
 
 def _check(spec: AnalysisSpec, node: str, rel: dict[str, Any]) -> None:
     if not isinstance(rel, dict) or rel.get("format") != RELEASE_FORMAT:
-        raise AnalysisDataError(f"release of node '{node}': not a {RELEASE_FORMAT} release")
+        raise AnalysisDataError(
+            f"release of node '{node}': not a {RELEASE_FORMAT} release (rule ANALYSIS-RELEASE)"
+        )
     if rel.get("analysis") != spec.name:
-        raise AnalysisDataError(f"release of node '{node}': for another analysis")
+        raise AnalysisDataError(
+            f"release of node '{node}': for another analysis (rule ANALYSIS-RELEASE)"
+        )
 
 
 def combine_releases(spec: AnalysisSpec, releases: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -210,9 +221,8 @@ def combine_releases(spec: AnalysisSpec, releases: dict[str, dict[str, Any]]) ->
         raise AnalysisDataError(f"analysis '{spec.name}': no node released anything")
     for node, rel in releases.items():
         _check(spec, node, rel)
-    rels = list(releases.values())
-    fed = _estimates(spec, rels)
-    per_node = {node: _estimates(spec, [rel]) for node, rel in releases.items()}
+    fed = _estimates(spec, releases)
+    per_node = {node: _estimates(spec, {node: rel}) for node, rel in releases.items()}
     out: dict[str, Any] = {
         "format": ANALYSIS_FORMAT,
         "analysis": spec.name,
@@ -221,7 +231,7 @@ def combine_releases(spec: AnalysisSpec, releases: dict[str, dict[str, Any]]) ->
         "delta": spec.delta,
         "parts": spec.parts(),
         "mechanism": "laplace",
-        "noise": {node: rel["noise"] for node, rel in releases.items()},
+        "noise": {node: str(rel.get("noise", "unknown"))[:80] for node, rel in releases.items()},
         "noise_placement": NOISE_PLACEMENT,
         "error_model": ERROR_MODEL,
         "max_rows_per_customer": spec.unit.max_rows_per_customer,

@@ -16,6 +16,7 @@ from .combine import combine_releases, kmeans_update, segments_summary
 from .kmeans import kmeans_node_step
 from .mechanisms import NoiseSampler, OpenDPLaplace
 from .node import release_node
+from .prepare import AnalysisDataError
 from .spec import AnalysisSpec
 
 __all__ = ["run_analysis_in_process", "run_segments_in_process"]
@@ -29,7 +30,8 @@ def run_segments_in_process(
 ) -> dict[str, Any]:
     """The DP k-means plan (init, Lloyd steps, final summary) over ``frames``; the summary dict
     (:func:`segments_summary`), whose ``centroids`` the nodes use to assign their customers."""
-    assert spec.segments is not None
+    if spec.segments is None:
+        raise AnalysisDataError(f"analysis '{spec.name}' has no segments part (rule ANALYSIS-SPEC)")
     sampler = sampler or OpenDPLaplace()
     centroids = None
     for it in range(spec.segments.iterations + 1):

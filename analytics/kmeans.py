@@ -31,6 +31,7 @@ import pandas as pd
 from .estimates import linear_error, rate, ratio
 from .mechanisms import NoiseSampler, OpenDPLaplace, laplace_release
 from .prepare import AnalysisDataError, Prepared, numeric_column, prepare
+from .received import component
 from .spec import AnalysisSpec, SegmentsSpec
 
 __all__ = [
@@ -211,10 +212,15 @@ def assign_segments(
 # --------------------------------------------------------------------------- coordinator
 
 
-def _summed(steps: dict[str, dict[str, Any]], name: str) -> tuple[np.ndarray, list[float]]:
-    values = [np.asarray(s["components"][name]["values"], dtype=np.float64) for s in steps.values()]
-    scales = [float(s["components"][name]["scale"]) for s in steps.values()]
-    return np.sum(values, axis=0), scales
+def _summed(
+    steps: dict[str, dict[str, Any]], name: str, length: int
+) -> tuple[np.ndarray, list[float]]:
+    parts = [component(node, s, ("components", name), length) for node, s in steps.items()]
+    return np.sum([v for v, _ in parts], axis=0), [b for _, b in parts]
+
+
+def _kinds(steps: dict[str, dict[str, Any]]) -> set[Any]:
+    return {s.get("kind") if isinstance(s, dict) else None for s in steps.values()}
 
 
 def _weighted_lloyd(points: np.ndarray, w: np.ndarray, k: int, rng) -> tuple[np.ndarray, float]:
@@ -255,17 +261,17 @@ def kmeans_update(
 ) -> list[list[float]]:
     """New centroids (original units) from the nodes' noisy ``init`` or ``lloyd`` steps."""
     seg = _segments(spec)
-    kinds = {s["kind"] for s in steps.values()}
+    kinds = _kinds(steps)
     d = len(seg.features)
     if kinds == {"init"}:
-        g = int(next(iter(steps.values()))["grid"])
-        counts, _ = _summed(steps, "count")
+        g = _grid_size(d)
+        counts, _ = _summed(steps, "count", g**d)
         axes = [(np.arange(g) + 0.5) / g] * d
         points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
         seed = zlib.crc32(spec.name.encode("utf-8"))
         return _from_unit(spec, _weighted_kmeans(points, counts, seg.k, seed))
     if kinds == {"lloyd"}:
-        vector, _ = _summed(steps, "count_and_sums")
+        vector, _ = _summed(steps, "count_and_sums", seg.k * (1 + d))
         counts = vector[: seg.k]
         sums = vector[seg.k :].reshape(d, seg.k).T
         old = _to_unit(spec, previous) if previous is not None else np.full((seg.k, d), 0.5)
@@ -281,7 +287,10 @@ def kmeans_update(
 
 def _segment_rows(spec: AnalysisSpec, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     seg = _segments(spec)
-    counts, c_scales = _summed(steps, "count")
+    cells = seg.k * (_OUTCOME_CELLS if seg.outcome is not None else 1)
+    counts, c_scales = _summed(steps, "count", cells)
+    if seg.value is not None:
+        vs, v_scales = _summed(steps, "value_sum", seg.k)
     rows = []
     for j in range(seg.k):
         row: dict[str, Any] = {"segment": j}
@@ -302,7 +311,6 @@ def _segment_rows(spec: AnalysisSpec, steps: dict[str, dict[str, Any]]) -> list[
             size, size_scales = counts[j], c_scales
         row["size"] = {"value": float(size), "error95": linear_error(size_scales)}
         if seg.value is not None:
-            vs, v_scales = _summed(steps, "value_sum")
             avg = ratio(vs[j], size)
             if avg is None:
                 row["average_value"] = {"value": None, "error95": None}
@@ -320,7 +328,7 @@ def segments_summary(
     """Centroids, per-segment sizes, outcome rates and average values with 95% errors,
     federated and per node, from the nodes' ``final`` steps."""
     seg = _segments(spec)
-    if {s["kind"] for s in steps.values()} != {"final"}:
+    if _kinds(steps) != {"final"}:
         raise AnalysisDataError(
             f"analysis '{spec.name}': the segment summary needs every node's final step "
             "(rule ANALYSIS-SPEC)"

@@ -98,7 +98,7 @@ def noise_sampler(kind: str = "opendp", seed: int | None = None) -> NoiseSampler
     if kind == "seeded" and seed is not None:
         return SeededLaplace(seed)
     raise MechanismError(
-        f"noise: unknown noise kind or missing seed (rule ANALYSIS-NOISE); use one of "
+        f"noise: unknown noise kind or missing seed (rule ANALYSIS-SPEC); use one of "
         f"{', '.join(NOISE_KINDS)} (seeded needs a seed)"
     )
 

@@ -73,5 +73,5 @@ def test_seeded_sampler_is_reproducible_and_labelled():
     assert a.tolist() == b.tolist()
     assert "simulation only" in SeededLaplace(5).name
     assert noise_sampler().name == "opendp"
-    with pytest.raises(MechanismError, match="ANALYSIS-NOISE"):
+    with pytest.raises(MechanismError, match="ANALYSIS-SPEC"):
         noise_sampler("seeded")

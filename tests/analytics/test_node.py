@@ -105,3 +105,44 @@ def test_id_column_never_appears_in_a_release(default_frames):
     rel = json.dumps(release_node(builtin_spec(), frame, "n"), ensure_ascii=False)
     assert not any(cid in rel for cid in frame["customer_id"].tolist())
     assert "customer_id" not in rel
+
+
+def _release_pair(default_frames):
+    from tests.analytics.test_privacy_loss import ExactSampler as Exact
+
+    spec = builtin_spec()
+    frame = default_frames["ecommerce"].iloc[:300]
+    return spec, {"a": release_node(spec, frame, "a", sampler=Exact())}
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["short vector", "non-finite value", "zero scale", "missing component", "text value"],
+)
+def test_coordinator_refuses_a_malformed_release_in_one_line(default_frames, tamper):
+    from confide.analytics.combine import combine_releases
+
+    spec, rels = _release_pair(default_frames)
+    comp = rels["a"]["queries"]["spend_by_province"]["components"]
+    if tamper == "short vector":
+        comp["sum"]["values"] = comp["sum"]["values"][:-1]
+    elif tamper == "non-finite value":
+        comp["sum"]["values"][0] = float("inf")
+    elif tamper == "zero scale":
+        comp["sum"]["scale"] = 0.0
+    elif tamper == "missing component":
+        del comp["sum"]
+    else:
+        comp["sum"]["values"][0] = "1e9"
+    with pytest.raises(AnalysisDataError) as info:
+        combine_releases(spec, rels)
+    msg = str(info.value)
+    assert msg.startswith("release of node 'a': field 'queries.spend_by_province.components.sum'")
+    assert msg.endswith("(rule ANALYSIS-RELEASE)") and "\n" not in msg
+
+
+def test_control_the_untampered_release_combines(default_frames):
+    from confide.analytics.combine import combine_releases
+
+    spec, rels = _release_pair(default_frames)
+    assert len(combine_releases(spec, rels)["queries"]["spend_by_province"]["federated"]) == 10
