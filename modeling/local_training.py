@@ -168,13 +168,13 @@ def train_local(
             for indices in sampler:
                 if steps >= limit:  # the next step would cross the cap: stop before it
                     break
-                loss = run.step(indices)
+                batch_loss = run.step(indices)
                 steps += 1
-                if loss is None:  # an empty Poisson batch: noise only, still a DP step
+                if batch_loss is None:  # an empty Poisson batch: noise only, still a DP step
                     continue
                 if train.proximal_mu > 0:
                     _proximal_step(model, global_params, train.learning_rate * train.proximal_mu)
-                total_loss += loss
+                total_loss += batch_loss
                 batches += 1
     finally:
         run.close()
