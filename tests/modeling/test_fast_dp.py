@@ -291,3 +291,16 @@ def test_several_outputs_with_a_task_loss_equal_opacus(model_cls):
         assert result.engine == {"auto": "closed-form", "opacus": "opacus"}[engine]
         flats[engine] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert float((flats["auto"] - flats["opacus"]).abs().max()) <= TOLERANCE
+
+
+def test_an_unknown_engine_is_refused_before_anything_trains():
+    from confide.modeling.errors import ConfideError
+
+    x, y = data()
+    model = build_model("logreg", {}, x.shape[1], seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    state = DPState(1.0, 0.1, 10)
+    with pytest.raises(ConfideError, match=r"dp_engine must be one of auto, opacus \(rule: DP"):
+        train_local(model, x, y, TrainSettings(), DPSettings(), state, 0, dp_engine="x")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert state.steps_taken == 0
