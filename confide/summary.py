@@ -94,6 +94,34 @@ def dp_banner(console: Console, dp: dict[str, Any]) -> None:
         )
 
 
+def _print_survival(console: Console, metrics: dict[str, Any]) -> None:
+    """A survival run: C-index, AUC at the horizons and IBS, each node's ε, the baselines."""
+    glob = metrics["global"]
+    horizons = [k for k in glob if k.startswith("auc@")]
+    table = Table(title="Global survival model on the pooled held-out test set")
+    for col in ("C-index", *horizons, "IBS", "rows"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        _fmt(glob["c_index"]),
+        *(_fmt(glob[k]) for k in horizons),
+        _fmt(glob["ibs"]),
+        str(int(glob["n"])),
+    )
+    console.print(table)
+    base = Table(title="What federation buys (C-index on the pooled test set)")
+    for col in ("model", "C-index", "ε", "rows"):
+        base.add_column(col, justify="right")
+    for name, node in metrics["nodes"].items():
+        eps = _fmt(node.get("epsilon"), 3) if metrics["dp"]["enabled"] else "DP off"
+        base.add_row(f"federated, node {name}", "", eps, str(node["rows"]))
+    base.add_row("federated (global)", _fmt(glob["c_index"]), "per node above", "")
+    for name, b in (metrics.get("baselines") or {}).items():
+        base.add_row(name, _fmt(b["pooled"]["c_index"]), _fmt(b["epsilon"], 3), str(b["rows"]))
+    console.print(base)
+    if not metrics["dp"]["enabled"]:
+        dp_banner(console, metrics["dp"])
+
+
 def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
     """Run directory, global test metrics, each node's ε, and the baselines."""
     outcome = metrics.get("outcome", {})
@@ -105,6 +133,9 @@ def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
         console.print(f"[bold red]Run stopped:[/bold red] {outcome.get('message', '')}")
         return
     glob = metrics["global"]
+    if "c_index" in glob:  # a survival run
+        _print_survival(console, metrics)
+        return
     table = Table(title="Global model on the pooled held-out test set")
     for col in ("ROC-AUC", "PR-AUC", "log-loss", "Brier", "KS", "rows"):
         table.add_column(col, justify="right")

@@ -40,6 +40,7 @@ __all__ = [
     "MetricGrid",
     "censoring_km",
     "harrell_c_exact",
+    "km_binned",
     "metrics_from_aggregates",
     "survival_aggregates",
     "time_bins",
@@ -148,6 +149,44 @@ def _km(per_time: np.ndarray) -> np.ndarray:
     events = per_time[:, 1].astype(float)
     factor = np.where(at_risk > 0, 1.0 - events / np.maximum(at_risk, 1), 1.0)
     return np.cumprod(factor)
+
+
+def km_binned(
+    per_time: np.ndarray, spec: _GridLike, min_cell: int = MIN_CELL
+) -> list[dict[str, float]]:
+    """Kaplan-Meier as binned counts: consecutive time bins are merged until each released cell
+    holds at least ``min_cell`` customers leaving the risk set (events + censored); a last
+    cell below that is merged into the one before. Each cell: its end time, at risk, events,
+    censored and the KM survival at its end (events in a merged cell share one step)."""
+    width, _ = _time_grid(spec)
+    cells, start = [], 0
+    leaving = per_time.sum(axis=1)
+    for b in range(len(per_time)):
+        if leaving[start : b + 1].sum() >= min_cell:
+            cells.append((start, b))
+            start = b + 1
+    if start < len(per_time) and leaving[start:].sum() > 0:
+        if cells:
+            cells[-1] = (cells[-1][0], len(per_time) - 1)
+        else:
+            return []  # fewer than min_cell customers in all: nothing is released
+    out, surv = [], 1.0
+    for lo, hi in cells:
+        at_risk = float(per_time[lo:].sum())
+        events = float(per_time[lo : hi + 1, 1].sum())
+        censored = float(per_time[lo : hi + 1, 0].sum())
+        surv *= 1.0 - events / at_risk if at_risk else 1.0
+        end = spec.duration.min + (hi + 1) * width
+        out.append(
+            {
+                "end": min(end, spec.duration.max),
+                "at_risk": at_risk,
+                "events": events,
+                "censored": censored,
+                "survival": surv,
+            }
+        )
+    return out
 
 
 def _harrell_binned(counts: np.ndarray) -> tuple[float, float]:

@@ -6,6 +6,7 @@ import numpy as np
 from flwr.app import MetricRecord, RecordDict
 
 from confide.modeling.metrics import metrics_from_histograms
+from confide.modeling.survival_eval import is_survival_reply, pooled_survival
 
 __all__ = ["aggregate_eval_metrics", "aggregate_train_metrics"]
 
@@ -31,6 +32,10 @@ def aggregate_train_metrics(records: list[RecordDict], weighting_key: str) -> Me
 def aggregate_eval_metrics(records: list[RecordDict], weighting_key: str) -> MetricRecord:
     """Federation-wide ROC-AUC, PR-AUC, KS, log-loss and Brier from pooled node histograms."""
     metrics = _metric_records(records)
+    if is_survival_reply(metrics[0]):  # survival: summed binned aggregates (survival_eval)
+        pooled = {k: v for k, v in pooled_survival(metrics).items() if k != "calibration"}
+        pooled[weighting_key] = float(sum(float(m[weighting_key]) for m in metrics))
+        return MetricRecord({k: float(v) for k, v in pooled.items()})
     pos = np.sum([np.asarray(m["hist_pos"], dtype=float) for m in metrics], axis=0)
     neg = np.sum([np.asarray(m["hist_neg"], dtype=float) for m in metrics], axis=0)
     pooled = metrics_from_histograms(

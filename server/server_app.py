@@ -67,7 +67,9 @@ def run_federation(
 ) -> RunOutcome:
     """Run all rounds; save the global model only when the run completes; write outcome.json."""
     random.seed(job.seed)  # Flower samples nodes with the global `random` module
-    model = build_model(job.model_name, job.model_net.params, job.task.input_dim, seed=job.seed)
+    model = build_model(
+        job.model_name, job.model_net.params, job.task.input_dim, job.seed, job.task.output_dim
+    )
     if recorder is None:
         recorder = RunRecorder(run_dir / HISTORY_FILE, on_round_end)
     algorithm = job.config["strategy"]["algorithm"]

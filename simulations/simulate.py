@@ -39,6 +39,7 @@ from confide.modeling.errors import ConfideError
 from confide.modeling.metrics import HISTOGRAM_BINS, binary_metrics, score_histograms
 from confide.modeling.model_io import load_model
 from confide.modeling.prediction import predict_proba
+from confide.modeling.survival_spec import SurvivalTaskSpec
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.run_ledger import run_epsilon_from_snapshots
 from confide.reports import write_report
@@ -55,6 +56,7 @@ from confide.simulations.baselines import pooled_test, run_baselines
 from confide.simulations.dropout import DropoutRuntime, dropout_rate
 from confide.simulations.federation import materialize_synthetic_nodes
 from confide.simulations.reproducibility import reproducibility_record
+from confide.simulations.survival_run import survival_evaluation
 
 __all__ = [
     "SimulationEngineError",
@@ -308,6 +310,8 @@ def _ledger_snapshots(job: Job, nodes: list[NodeData]) -> dict[str, Any]:
 
 def _pooled_evaluation(job: Job, run_dir: Path, nodes: list[NodeData]) -> Evaluation:
     """Score the global model on the pooled held-out splits (and each node's), with baselines."""
+    if isinstance(job.task, SurvivalTaskSpec):
+        return survival_evaluation(job, run_dir, nodes)
     model, _, _ = load_model(run_dir / MODEL_FILE)
     x_test, y_test = pooled_test(nodes)
     global_prob = predict_proba(model, x_test)

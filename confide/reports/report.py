@@ -22,6 +22,7 @@ __all__ = [
     "REPORT_FILE",
     "REPORT_SECTIONS",
     "STOPPED_SECTIONS",
+    "SURVIVAL_SECTIONS",
     "build_report",
     "write_report",
 ]
@@ -55,6 +56,18 @@ _COMPLETED: tuple[Callable[[ReportContext], Section | None], ...] = (
     sections.privacy,
     sections.data,
 )
+# A survival run (task type survival): its own quality sections, then the shared ones.
+_SURVIVAL: tuple[Callable[[ReportContext], Section | None], ...] = (
+    sections.survival_summary,
+    sections.survival_rounds,
+    sections.survival_calibration,
+    sections.survival_curves,
+    sections.training,
+    sections.privacy_budget,
+    sections.privacy,
+    sections.data,
+)
+SURVIVAL_SECTIONS = ("survival-summary", "c-index", "survival-calibration", "survival-curves")
 _STOPPED: tuple[Callable[[ReportContext], Section | None], ...] = (
     sections.stopped_summary,
     sections.outcome,
@@ -68,6 +81,8 @@ def build_report(run: RunData) -> tuple[str, dict[str, bytes]]:
     """The report's HTML and its PNGs (``{file name: bytes}``) for a loaded run."""
     ctx = ReportContext(run)
     order = _COMPLETED if run.completed and run.histograms() else _STOPPED
+    if run.completed and (run.config.get("task") or {}).get("type") == "survival":
+        order = _SURVIVAL
     shown = [s for s in (make(ctx) for make in order) if s is not None]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     html = page(

@@ -12,6 +12,7 @@ from .outcome import outcome
 from .privacy import privacy
 from .privacy_budget import privacy_budget
 from .summary import stopped_summary, summary
+from .survival import survival_calibration, survival_curves, survival_rounds, survival_summary
 from .training import training
 
 __all__ = [
@@ -26,5 +27,9 @@ __all__ = [
     "privacy_budget",
     "stopped_summary",
     "summary",
+    "survival_calibration",
+    "survival_curves",
+    "survival_rounds",
+    "survival_summary",
     "training",
 ]
