@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
@@ -64,10 +65,14 @@ __all__ = [
     "engine_backend_config",
     "preflight",
     "prepare_run_dir",
+    "ray_address",
     "run_engine",
     "simulate",
     "start_engine",
 ]
+
+
+_RAY_ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")
 
 
 class SimulationEngineError(ConfideError):
@@ -111,15 +116,38 @@ def engine_backend_config(job: Job, verbose: bool) -> tuple[str, dict[str, Any]]
         raise SimulationEngineError(
             "config simulation.client_cpus: must be a number in (0, 1024] (rule: simulation engine)"
         )
+    init_args: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": verbose,
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+    }
+    address = ray_address(sim_cfg)
+    if address is None:  # a private Ray instance on this machine's cores
+        init_args["num_cpus"] = os.cpu_count() or 1
+    else:  # join a running cluster: its nodes declare their own CPUs
+        init_args["address"] = address
     return backend, {
         "client_resources": {"num_cpus": float(cpus), "num_gpus": 0.0},
-        "init_args": {
-            "num_cpus": os.cpu_count() or 1,
-            "include_dashboard": False,
-            "log_to_driver": verbose,
-            "logging_level": logging.INFO if verbose else logging.ERROR,
-        },
+        "init_args": init_args,
     }
+
+
+def ray_address(sim_cfg: dict[str, Any]) -> str | None:
+    """``simulation.ray_address``, validated: None (start Ray here) or the address of a running
+    Ray cluster (``host:port`` of its head, ``auto``, or ``ray://host:port``)."""
+    address = sim_cfg.get("ray_address")
+    if address is None:
+        return None
+    if (
+        not isinstance(address, str)
+        or not 0 < len(address) <= 256
+        or not _RAY_ADDRESS.fullmatch(address)
+    ):
+        raise SimulationEngineError(
+            "config simulation.ray_address: must be null or a Ray cluster address such as "
+            "127.0.0.1:6379, auto or ray://host:10001 (rule: simulation engine)"
+        )
+    return address
 
 
 def start_engine(backend_config: dict[str, Any]) -> None:
@@ -287,15 +315,45 @@ def run_engine(
     return None
 
 
+_WORKER_JOBS: dict[str, Job] = {}
+
+
+def _job_in_worker(job_ref: Any) -> Job:
+    """The run's job in an engine worker, taken from Ray's object store once per process.
+
+    An object in the store never changes, so its id is a complete cache key; a worker keeps the
+    job of one run only.
+    """
+    key = job_ref.hex()
+    if key not in _WORKER_JOBS:
+        import ray
+
+        job = ray.get(job_ref)
+        _WORKER_JOBS.clear()
+        _WORKER_JOBS[key] = job
+    return _WORKER_JOBS[key]
+
+
 def _simulation_resolver(job: Job):
+    """The node resolver of a simulation's ClientApp (Ray must be running).
+
+    Flower pickles the ClientApp, and so this resolver, into every message it dispatches to a
+    worker; the resolver therefore carries a reference to the job in Ray's object store (a few
+    bytes), not the job itself, which grows with the federation's nodes.
+    """
+    import ray
+
     rate = dropout_rate(job.config)
+    job_ref = ray.put(job)
 
     def resolve(context: Context) -> NodeRuntime:
         torch.set_num_threads(1)
-        node = job.nodes[int(context.node_config["partition-id"])]
+        run_job = _job_in_worker(job_ref)
+        node = run_job.nodes[int(context.node_config["partition-id"])]
+        args = (node, run_job.task, run_job.model_net, run_job.test_fraction)
         if rate > 0:
-            return DropoutRuntime(node, job.task, job.model_net, job.test_fraction, rate=rate)
-        return NodeRuntime(node, job.task, job.model_net, job.test_fraction)
+            return DropoutRuntime(*args, rate=rate)
+        return NodeRuntime(*args)
 
     return resolve
 
