@@ -175,12 +175,23 @@ def calibrate(dp: DPSettings, n_rows: int, train: TrainSettings, rounds: int) ->
     """Calibrate the noise multiplier once for the run's planned steps."""
     steps = planned_steps(n_rows, train, rounds)
     sample_rate = 1.0 / steps_per_epoch(n_rows, train.batch_size)
-    sigma = get_noise_multiplier(
-        target_epsilon=dp.epsilon,
-        target_delta=dp.delta,
-        sample_rate=sample_rate,
-        steps=steps,
-        accountant=dp.accountant,
-        **accountant_kwargs(dp.accountant),
-    )
+    sigma = _noise_multiplier(dp.epsilon, dp.delta, sample_rate, steps, dp.accountant)
     return DPState(float(sigma), sample_rate, steps)
+
+
+@functools.lru_cache(maxsize=256)
+def _noise_multiplier(
+    epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
+) -> float:
+    """Opacus's calibration, a pure function of its arguments: nodes whose row counts give the
+    same sample rate and steps (most of a large federation) share one search per process."""
+    return float(
+        get_noise_multiplier(
+            target_epsilon=epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=accountant,
+            **accountant_kwargs(accountant),
+        )
+    )
