@@ -118,7 +118,8 @@ def _from_unit(spec: AnalysisSpec, z: np.ndarray) -> list[list[float]]:
 
 
 def _nearest(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    d2 = ((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    """Index of the nearest centre per row (one n-by-k distance matrix, no n-by-k-by-d one)."""
+    d2 = np.stack([((z - c) ** 2).sum(axis=1) for c in centres], axis=1)
     return np.argmin(d2, axis=1)
 
 
