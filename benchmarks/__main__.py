@@ -135,18 +135,22 @@ def notes_for(results: dict[str, Any]) -> list[str]:
             "two nodes at a time on two cores (`simulation.client_cpus=1`), the plain loop one "
             "after another, so Confide can be faster per round than the plain loop."
         )
-    fifty = (engine or {}).get("sizes", {}).get("50")
-    if fifty:
-        plain_round = fifty["confide"]["steady_round_s"] / fifty["ratio_steady_round"]
-        per_message = (fifty["confide"]["steady_round_s"] - plain_round / 2) / (2 * 50)
+    for n, e in sorted((engine or {}).get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        if int(n) < 50 or "floor" not in e:
+            continue
+        c, floor = e["confide"], e["floor"]
+        rss = c.get("peak_rss_mib") or {}
         notes.append(
-            f"- Engine overhead at 50 nodes (no target): steady round "
-            f"{fifty['ratio_steady_round']:.2f}x the plain loop. The node-side work is the same "
-            "code in both (the plain loop measures it); with two workers Confide's compute per "
-            "round is about half the plain round, so the rest, about "
-            f"{per_message * 1000:.0f} ms per message (a train and an evaluate message per node "
-            "per round), is the engine's message path: dispatch to a Ray worker, message and "
-            "node-context (de)serialisation, reply collection. It grows with nodes, not rows."
+            f"- Engine overhead at {n} nodes (no target): steady round "
+            f"{e['ratio_steady_round']:.2f}x the plain loop ({c['steady_round_s']:.2f} s per "
+            f"round, status {c['status']}); the Flower floor, plain Flower with the same "
+            f"messages and no work, is {e['floor_ratio_steady_round']:.2f}x "
+            f"({floor['per_message_ms']:.1f} ms per message). Confide's round is "
+            f"{e['confide_over_floor_ms_per_message']:.1f} ms per message above the floor: "
+            "the nodes' own work (the plain loop's, run two at a time) plus what the engine "
+            "adds around each call. Peak memory, driver plus every Ray process: "
+            f"{rss.get('total_mib', 0):,.0f} MiB ({rss.get('ray_workers_mib', 0):,.0f} MiB in "
+            "the workers)."
         )
     privacy = results.get("privacy_throughput")
     if privacy:

@@ -129,24 +129,31 @@ def _engine(r: dict[str, Any]) -> list[str]:
         "(`simulations/in_process.py`) calls the same `NodeRuntime.train/evaluate` and averages "
         "state dicts like FedAvg, on one thread, node after node; Confide runs its nodes as "
         "Ray workers (`simulation.client_cpus=1`: two at a time on two cores). Steady state = "
-        "median of rounds 2..R. Baselines off in both. Target: steady-state round <= "
-        f"{r['target_ratio_10_nodes']}x the plain loop at 10 nodes.",
+        "median of rounds 2..R. Baselines off in both. The Flower floor "
+        "(`benchmarks/flower_floor.py`) is plain Flower on the same engine and backend config "
+        "with the same messages and no work at the nodes; its x is its steady round over the "
+        "plain loop's. Peak RSS: Confide's driver plus every Ray process it started. Target: "
+        f"steady-state round <= {r['target_ratio_10_nodes']}x the plain loop at 10 nodes.",
         "",
         "| nodes | rows | rounds | plain total (s) | Confide total (s) | total x | "
-        "plain round (s) | Confide round (s) | round x | Confide round 1 (s) | "
-        "Confide outside rounds (s) | same AUC | target met |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|",
+        "plain round (s) | Confide round (s) | round x | Flower floor round (s) | floor x | "
+        "Confide - floor per message (ms) | Confide round 1 (s) | Confide outside rounds (s) | "
+        "peak RSS (MiB) | same AUC | target met |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|",
     ]
     for n, e in r["sizes"].items():
-        c = e["confide"]
+        c, floor = e["confide"], e.get("floor") or {}
         plain_total = sorted(p["total_s"] for p in e["plain"])[len(e["plain"]) // 2]
         plain_round = e["confide"]["steady_round_s"] / e["ratio_steady_round"]
+        rss = (c.get("peak_rss_mib") or {}).get("total_mib")
         out.append(
             f"| {n} | {e['rows']:,} | {e['rounds']} | {_f(plain_total, 1)} | "
             f"{_f(c['total_s'], 1)} | {_f(e['ratio_total'], 2)} | {_f(plain_round, 3)} | "
             f"{_f(c['steady_round_s'], 3)} | {_f(e['ratio_steady_round'], 2)} | "
+            f"{_f(floor.get('steady_round_s'), 3)} | {_f(e.get('floor_ratio_steady_round'), 2)} | "
+            f"{_f(e.get('confide_over_floor_ms_per_message'), 1)} | "
             f"{_f(c['round_s'][0] if c['round_s'] else None, 1)} | "
-            f"{_f(c['outside_rounds_s'], 1)} | {_f(e['same_auc_within_0_01'])} | "
+            f"{_f(c['outside_rounds_s'], 1)} | {_f(rss, 0)} | {_f(e['same_auc_within_0_01'])} | "
             f"{_f(e['target_met']) if 'target_met' in e else '-'} |"
         )
     return out
