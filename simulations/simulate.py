@@ -56,6 +56,7 @@ from confide.server.server_app import run_federation
 from confide.simulations.baselines import pooled_test, run_baselines
 from confide.simulations.dropout import DropoutRuntime, dropout_rate
 from confide.simulations.federation import materialize_synthetic_nodes
+from confide.simulations.job_handle import JobHandle
 from confide.simulations.reproducibility import reproducibility_record
 from confide.simulations.survival_run import survival_evaluation
 
@@ -315,40 +316,15 @@ def run_engine(
     return None
 
 
-_WORKER_JOBS: dict[str, Job] = {}
-
-
-def _job_in_worker(job_ref: Any) -> Job:
-    """The run's job in an engine worker, taken from Ray's object store once per process.
-
-    An object in the store never changes, so its id is a complete cache key; a worker keeps the
-    job of one run only.
-    """
-    key = job_ref.hex()
-    if key not in _WORKER_JOBS:
-        import ray
-
-        job = ray.get(job_ref)
-        _WORKER_JOBS.clear()
-        _WORKER_JOBS[key] = job
-    return _WORKER_JOBS[key]
-
-
 def _simulation_resolver(job: Job):
-    """The node resolver of a simulation's ClientApp (Ray must be running).
-
-    Flower pickles the ClientApp, and so this resolver, into every message it dispatches to a
-    worker; the resolver therefore carries a reference to the job in Ray's object store (a few
-    bytes), not the job itself, which grows with the federation's nodes.
-    """
-    import ray
-
+    """The node resolver of a simulation's ClientApp: what it carries per message is a
+    reference to the job, not the job, which grows with the federation (:class:`JobHandle`)."""
     rate = dropout_rate(job.config)
-    job_ref = ray.put(job)
+    handle = JobHandle(job)
 
     def resolve(context: Context) -> NodeRuntime:
         torch.set_num_threads(1)
-        run_job = _job_in_worker(job_ref)
+        run_job = handle.job
         node = run_job.nodes[int(context.node_config["partition-id"])]
         args = (node, run_job.task, run_job.model_net, run_job.test_fraction)
         if rate > 0:

@@ -15,6 +15,7 @@ from ray import cloudpickle
 from confide.clients.client_app import make_client_app
 from confide.config import compose_config, to_container
 from confide.job import parse_job
+from confide.simulations import job_handle
 from confide.simulations import simulate as sim
 
 _POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
@@ -50,7 +51,7 @@ def fake_ray(monkeypatch):
 
     monkeypatch.setattr(ray, "put", put)
     monkeypatch.setattr(ray, "get", get)
-    monkeypatch.setattr(sim, "_WORKER_JOBS", {})
+    monkeypatch.setattr(job_handle, "_WORKER_JOBS", {})
     return FakeRef
 
 
@@ -92,14 +93,21 @@ def test_control_a_resolver_holding_the_job_grows_with_the_federation():
     assert _payload(holding(_job(200))) - _payload(holding(_job(2))) > 10_000
 
 
+def test_nothing_is_put_in_the_store_until_the_app_is_dispatched(fake_ray):
+    resolve = sim._simulation_resolver(_job(3))  # before the engine runs: Ray may be down
+    assert resolve(_context(1)).node.name == "node_001"
+    assert fake_ray.store == {}
+
+
 def test_a_worker_fetches_the_job_once_per_run_and_resolves_each_node(fake_ray):
-    job = _job(5)
-    resolve = cloudpickle.loads(cloudpickle.dumps(sim._simulation_resolver(job)))
-    names = [resolve(_context(i)).node.name for i in (0, 3, 4, 3)]
-    assert names == ["node_000", "node_003", "node_004", "node_003"]
-    assert fake_ray.gets == 1
-    other = _job(3)  # the next run in the same worker: its own job, the old one dropped
-    resolve_next = sim._simulation_resolver(other)
-    assert resolve_next(_context(2)).node.name == "node_002"
+    resolver = sim._simulation_resolver(_job(5))
+    for _ in range(3):  # three dispatches to the same worker
+        resolve = cloudpickle.loads(cloudpickle.dumps(resolver))
+        names = [resolve(_context(i)).node.name for i in (0, 3, 4)]
+        assert names == ["node_000", "node_003", "node_004"]
+    assert len(fake_ray.store) == 1  # put once, on the first dispatch
+    assert fake_ray.gets == 1  # fetched once per worker process
+    resolve_next = cloudpickle.loads(cloudpickle.dumps(sim._simulation_resolver(_job(3))))
+    assert resolve_next(_context(2)).node.name == "node_002"  # the next run: its own job
     assert fake_ray.gets == 2
-    assert list(sim._WORKER_JOBS) == ["ref1"]
+    assert list(job_handle._WORKER_JOBS) == ["ref1"]  # the old run's job is dropped
