@@ -23,7 +23,7 @@ class JobHandle:
 
     Flower pickles the ClientApp, and so the node resolver, into every message it dispatches to
     an engine worker. Pickled, a handle is only a reference to the job in Ray's object store (put
-    there once, on the first dispatch, when the engine is running); unpickled in a worker, it
+    there once, when the engine runs); unpickled in a worker, it
     takes the job from the store once per process. An object in the store never changes, so its
     id is a complete cache key; a worker keeps the job of one run only.
     """
@@ -33,13 +33,24 @@ class JobHandle:
         self._ref = ref
         self._lock = threading.Lock()
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+    def publish(self) -> None:
+        """Put the job in the object store now if Ray is running (else on the first dispatch),
+        so the first dispatch does not serialise the job inside the message's serialisation."""
+        import ray
+
+        if ray.is_initialized():
+            self._put()
+
+    def _put(self) -> Any:
         with self._lock:
             if self._ref is None:
                 import ray
 
                 self._ref = ray.put(self.job)
-        return _handle_in_worker, (self._ref,)
+            return self._ref
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _handle_in_worker, (self._put(),)
 
 
 def _handle_in_worker(ref: Any) -> JobHandle:

@@ -321,6 +321,7 @@ def _simulation_resolver(job: Job):
     reference to the job, not the job, which grows with the federation (:class:`JobHandle`)."""
     rate = dropout_rate(job.config)
     handle = JobHandle(job)
+    handle.publish()  # Ray runs by now (start_engine); if not, the first dispatch puts it
 
     def resolve(context: Context) -> NodeRuntime:
         torch.set_num_threads(1)

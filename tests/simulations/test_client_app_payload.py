@@ -51,6 +51,7 @@ def fake_ray(monkeypatch):
 
     monkeypatch.setattr(ray, "put", put)
     monkeypatch.setattr(ray, "get", get)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(job_handle, "_WORKER_JOBS", {})
     return FakeRef
 
@@ -93,10 +94,15 @@ def test_control_a_resolver_holding_the_job_grows_with_the_federation():
     assert _payload(holding(_job(200))) - _payload(holding(_job(2))) > 10_000
 
 
-def test_nothing_is_put_in_the_store_until_the_app_is_dispatched(fake_ray):
-    resolve = sim._simulation_resolver(_job(3))  # before the engine runs: Ray may be down
-    assert resolve(_context(1)).node.name == "node_001"
+def test_without_a_running_engine_nothing_is_put_until_the_first_dispatch(fake_ray, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # Ray down: never start it here
+    resolver = sim._simulation_resolver(_job(3))
+    assert resolver(_context(1)).node.name == "node_001"
     assert fake_ray.store == {}
+    cloudpickle.dumps(resolver)  # the first dispatch (the engine runs by then)
+    assert len(fake_ray.store) == 1
 
 
 def test_a_worker_fetches_the_job_once_per_run_and_resolves_each_node(fake_ray):
@@ -105,7 +111,7 @@ def test_a_worker_fetches_the_job_once_per_run_and_resolves_each_node(fake_ray):
         resolve = cloudpickle.loads(cloudpickle.dumps(resolver))
         names = [resolve(_context(i)).node.name for i in (0, 3, 4)]
         assert names == ["node_000", "node_003", "node_004"]
-    assert len(fake_ray.store) == 1  # put once, on the first dispatch
+    assert len(fake_ray.store) == 1  # put once
     assert fake_ray.gets == 1  # fetched once per worker process
     resolve_next = cloudpickle.loads(cloudpickle.dumps(sim._simulation_resolver(_job(3))))
     assert resolve_next(_context(2)).node.name == "node_002"  # the next run: its own job
