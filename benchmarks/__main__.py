@@ -182,8 +182,9 @@ def notes_for(results: dict[str, Any]) -> list[str]:
         for name, m in noise["models"].items():
             verdict = "met" if m["target_met"] else "**not met**"
             notes.append(
-                f"- Secure noise, {name}: a DP epoch with the ChaCha20 source takes "
-                f"{m['secure_extra_share_of_dp_epoch']:+.1%} against seeded noise — target "
+                f"- Secure noise, {name}: the ChaCha20 source adds "
+                f"{m['secure_extra_share_of_dp_epoch']:+.1%} to a DP epoch (per-step draw time x "
+                f"steps; epoch against epoch {m['secure_extra_direct']:+.1%}) — target "
                 f"<= {noise['target_extra']:.0%} {verdict}."
             )
     defaults = results.get("defaults_evidence")

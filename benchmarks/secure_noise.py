@@ -3,13 +3,14 @@
 The data and settings are the DP-overhead benchmark's (the default federation's largest node,
 the shipped batch size, learning rate, clipping norm and epsilon). For each model the three
 epochs (no DP, DP with seeded noise, DP with secure noise) are interleaved within each
-repetition and the medians compared, so a busy neighbour slows all of them alike. The raw
-generators are timed the same way: normals per second for a large draw, and one step's draw at
-each model's parameter count (what a DP step asks for).
+repetition, so a busy neighbour slows all of them alike. The raw generators are timed the same
+way: normals per second for a large draw, and one step's draw at each model's parameter count
+(what a DP step asks for), from which the secure source's share of a DP epoch is judged.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -38,9 +39,9 @@ def _sources(seed: int) -> dict[str, Any]:
 def _generator(n: int, repeats: int) -> dict[str, float]:
     """Median seconds of one ``gaussian(n, 1.0)`` call per source (sources built outside)."""
     times: dict[str, list[float]] = {"seeded": [], "secure": []}
+    calls = max(1, 200_000 // max(n, 1))  # many calls: the secure pool refills several times
     for rep in range(repeats + 1):
         for name, source in _sources(rep).items():
-            calls = max(1, 20_000 // max(n, 1)) if n < _BULK else 1
             seconds, _ = timed(
                 lambda source=source, calls=calls: [source.gaussian(n, 1.0) for _ in range(calls)]
             )
@@ -50,43 +51,61 @@ def _generator(n: int, repeats: int) -> dict[str, float]:
 
 
 def _epochs(model_cfg: dict[str, Any], job, x, y, repeats: int) -> dict[str, Any]:
+    """DP epochs with each source against a non-private one, interleaved (order alternating).
+
+    The two DP epochs run the same code on the same batches' sizes; they differ only in the
+    ``gaussian`` call of each step (both samplers are NumPy PCG64). So the secure source's cost
+    is measured twice: directly (median of the per-repetition ratio secure / seeded epoch) and
+    as steps x (secure - seeded) per-step draw time over the seeded DP epoch, which does not
+    drown in the epoch-to-epoch noise of a shared machine; the target is judged on the latter.
+    """
     train = replace(job.train, local_epochs=1)
     settings = {"no_dp": replace(job.dp, enabled=False), "seeded": job.dp, "secure": job.dp}
     times: dict[str, list[float]] = {k: [] for k in settings}
+    steps: list[int] = []
+    calibrated = calibrate(job.dp, len(y), train, job.rounds)  # once: both DP kinds start from it
     for rep in range(repeats + 1):  # the first repetition warms up and is dropped
         sources = _sources(rep)
-        for kind, dp in settings.items():
+        order = list(settings) if rep % 2 else list(reversed(settings))
+        for kind in order:
+            dp = settings[kind]
             model = build_model(model_cfg["name"], model_cfg["net"], x.shape[1], seed=0)
-            state = calibrate(dp, len(y), train, job.rounds) if dp.enabled else None
+            state = copy.deepcopy(calibrated) if dp.enabled else None
             noise = sources.get(kind)
-            seconds, _ = timed(
+            seconds, result = timed(
                 lambda model=model, dp=dp, state=state, noise=noise, rep=rep: train_local(
                     model, x, y, train, dp, state, seed=rep, noise=noise
                 )
             )
             if rep > 0:
                 times[kind].append(seconds)
+                if kind == "secure":
+                    steps.append(result.steps)
     med = {k: median(v) for k, v in times.items()}
     net = build_model(model_cfg["name"], model_cfg["net"], x.shape[1], seed=0)
     params = sum(p.numel() for p in net.parameters())
-    extra = med["secure"] / med["seeded"] - 1.0
+    draw = _generator(params, repeats)
+    direct = median([a / b - 1.0 for a, b in zip(times["secure"], times["seeded"], strict=True)])
+    from_draws = median(steps) * (draw["secure"] - draw["seeded"]) / med["seeded"]
     return {
         "parameters": params,
         "batch_size": train.batch_size,
+        "steps_per_epoch_median": median(steps),
         "seconds_per_epoch_median": med,
         "seconds_per_epoch_all": times,
-        "secure_extra_share_of_dp_epoch": extra,
+        "one_step_draw_s": draw,
+        "secure_extra_direct": direct,
+        "secure_extra_share_of_dp_epoch": from_draws,
         "dp_ratio_seeded": med["seeded"] / med["no_dp"],
         "dp_ratio_secure": med["secure"] / med["no_dp"],
-        "one_step_draw_s": _generator(params, repeats),
-        "target_met": extra <= TARGET_EXTRA,
+        "target_met": from_draws <= TARGET_EXTRA,
     }
 
 
 def run(quick: bool) -> dict[str, Any]:
     """Secure vs seeded noise: DP epoch per model, and the raw generators' throughput."""
     torch.set_num_threads(1)  # as on a simulated node
-    repeats = 3 if quick else 7
+    repeats = 5 if quick else 15
     bulk = _generator(_BULK, max(2, repeats // 2))
     results: dict[str, Any] = {
         "repeats": repeats,
