@@ -78,11 +78,28 @@ def _step_index(spec: AnalysisSpec, request: AnalysisRequest, name: str) -> tupl
     spec's own split, the same numbers the library calibrates its noise to)."""
     for index, step in enumerate(plan(spec)):
         if (step.step, step.iteration) == (request.step, request.iteration):
+            _check_centroids(spec, request, name)
             return index, step.epsilon
     raise AnalysisRefusal(
         f"node '{name}': step {request.step} {request.iteration} is not part of this "
         "analysis's plan (rule: ANALYSIS-STEP)"
     )
+
+
+def _check_centroids(spec: AnalysisSpec, request: AnalysisRequest, name: str) -> None:
+    """A k-means step after the init needs k centroids over the spec's features (checked
+    before anything is charged: a malformed step costs nothing)."""
+    if request.step != "kmeans" or kmeans.step_kind(spec, request.iteration) == "init":
+        return
+    segments = spec.segments
+    assert segments is not None  # a kmeans step is in the plan only with segments
+    shape = (segments.k, len(segments.features))
+    got = request.centroids
+    if got is None or (len(got), len(got[0])) != shape:
+        raise AnalysisRefusal(
+            f"node '{name}': k-means step {request.iteration} needs {shape[0]} centroids of "
+            f"{shape[1]} features (rule: ANALYSIS-STEP)"
+        )
 
 
 def segments_path(node: NodeSpec, run_id: str) -> Path:

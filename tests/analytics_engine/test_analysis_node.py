@@ -49,6 +49,9 @@ class Spy:
             monkeypatch.setattr(kmeans, name, wrap(kmeans, name))
 
 
+CENTROIDS = [[30.0, 5.0, 1000.0], [120.0, 2.0, 300.0], [10.0, 20.0, 8000.0]]
+
+
 def _ledger(node) -> BudgetLedger:
     return BudgetLedger(node.default_ledger(), node.name, 10.0)
 
@@ -159,9 +162,11 @@ def test_steps_are_charged_once_and_in_order(node, monkeypatch):
     with pytest.raises(AnalysisRefusal, match="already charged or comes out of order"):
         answer_analysis(node, AnalysisRequest("k", "release", spec))  # a replay
     with pytest.raises(AnalysisRefusal, match="already charged or comes out of order"):
-        answer_analysis(node, AnalysisRequest("k", "kmeans", spec, 1))  # skips iteration 0
+        answer_analysis(node, AnalysisRequest("k", "kmeans", spec, 1, CENTROIDS))  # skips 0
     with pytest.raises(AnalysisRefusal, match="not part of this analysis's plan"):
         answer_analysis(node, AnalysisRequest("k", "kmeans", spec, 7))
+    with pytest.raises(AnalysisRefusal, match="needs 3 centroids of 3 features"):
+        answer_analysis(node, AnalysisRequest("k", "kmeans", spec, 2, [[1.0, 2.0]]))
     assert spy.calls == []
     answer_analysis(node, AnalysisRequest("k", "kmeans", spec, 0))  # control: in order
     assert spy.calls == ["read data", "kmeans_node_step"]
@@ -173,7 +178,7 @@ def test_final_step_keeps_assignments_on_the_node(node):
     spec = segments_spec(iterations=1)
     answer_analysis(node, AnalysisRequest("s", "release", spec))
     answer_analysis(node, AnalysisRequest("s", "kmeans", spec, 0))
-    centroids = [[30.0, 5.0, 1000.0], [120.0, 2.0, 300.0], [10.0, 20.0, 8000.0]]
+    centroids = CENTROIDS
     answer_analysis(node, AnalysisRequest("s", "kmeans", spec, 1, centroids))
     assert not segments_path(node, "s").exists()  # only the final step assigns
     release = answer_analysis(node, AnalysisRequest("s", "kmeans", spec, 2, centroids))
@@ -201,7 +206,7 @@ def test_a_spec_swapped_between_steps_is_charged_what_it_spends(node):
     swapped["segments"]["epsilon"] = 1.25  # ... and k-means init 0.2 * 1.25 = 0.25
     answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 0))
     assert _ledger(node).run("w")["spent_epsilon"] == pytest.approx(1.25, abs=1e-12)
-    centroids = [[30.0, 5.0, 1000.0], [120.0, 2.0, 300.0], [10.0, 20.0, 8000.0]]
+    centroids = CENTROIDS
     answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 1, centroids))  # +0.25
     answer_analysis(node, AnalysisRequest("w", "kmeans", swapped, 2, centroids))  # +0.25
     with pytest.raises(AnalysisRefusal, match=r"rule: reservation"):
