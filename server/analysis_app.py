@@ -28,8 +28,9 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from confide.analytics import kmeans
-from confide.analytics.combine import combine_releases
+from confide.analytics.combine import NOISE_PLACEMENT, combine_releases
 from confide.analytics.spec import AnalysisSpec, load_analysis_spec
+from confide.core.errors import ConfideError
 from confide.core.files import atomic_write_text
 from confide.job import Job, parse_job
 from confide.rundir import CONFIG_FILE, write_outcome
@@ -45,7 +46,6 @@ from confide.wire import (
 )
 
 __all__ = [
-    "NOISE_PLACEMENT",
     "AnalysisDeploymentRun",
     "AnalysisOutcome",
     "AnalysisStopped",
@@ -56,10 +56,6 @@ __all__ = [
     "run_analysis_deployment",
 ]
 
-NOISE_PLACEMENT = (
-    "local: each node adds Laplace noise (OpenDP) to its own release before it leaves the node; "
-    "the coordinator only sums noisy releases"
-)
 
 OnStep = Callable[[AnalysisStep, int], None]
 
@@ -208,6 +204,9 @@ def run_analysis(
                 on_step(step, len(steps))
     except AnalysisStopped as exc:
         return AnalysisOutcome("stopped", None, _charged(spec, steps, done), exc.reasons, str(exc))
+    except ConfideError as exc:  # a release the library refuses to combine (it names the node)
+        reasons = {"coordinator": str(exc)}
+        return AnalysisOutcome("stopped", None, _charged(spec, steps, done), reasons, str(exc))
     return AnalysisOutcome("completed", analysis, _charged(spec, steps, done))
 
 

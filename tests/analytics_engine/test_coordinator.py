@@ -5,12 +5,14 @@ plan, the combination and the stop on a refusal or a missing reply are checked i
 from __future__ import annotations
 
 import pytest
+from flwr.app import ConfigRecord
 from flwr.supercore.task_identity import TaskIdentity
 
 from confide.analytics.spec import load_analysis_spec
 from confide.job import NodeSpec
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.server.analysis_app import plan_of, run_analysis
+from confide.wire import ANALYSIS_KEY, decode_analysis_reply, encode_analysis_reply
 
 from .conftest import Grid, segments_spec
 
@@ -61,3 +63,26 @@ def test_a_missing_reply_stops_the_analysis(two_nodes):
     outcome = run_analysis(Grid(two_nodes, silent=(12,)), spec, "run-3", timeout=5.0)
     assert outcome.status == "stopped"
     assert outcome.reasons == {"node 12": "no reply within 5 s"}
+
+
+class TamperingGrid(Grid):
+    """Rewrites one node's release on its way to the coordinator (a broken or hostile node)."""
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = list(super().send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            records = reply.content.config_records
+            if reply.metadata.src_node_id == 12 and ANALYSIS_KEY in records:
+                release = decode_analysis_reply(dict(records[ANALYSIS_KEY]))
+                release["format"] = "something-else/9"
+                records[ANALYSIS_KEY] = ConfigRecord(encode_analysis_reply(release))
+        return replies
+
+
+def test_a_release_the_library_refuses_stops_the_analysis(two_nodes):
+    spec = load_analysis_spec(segments_spec(iterations=1), "test")
+    outcome = run_analysis(TamperingGrid(two_nodes), spec, "run-4", timeout=5.0)
+    assert outcome.status == "stopped" and outcome.analysis is None
+    assert "release of node 'franchise'" in outcome.reasons["coordinator"]
+    # control: the same grid without tampering completes
+    assert run_analysis(Grid(two_nodes), spec, "run-5", timeout=5.0).status == "completed"
