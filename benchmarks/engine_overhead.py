@@ -173,13 +173,13 @@ def run_confide(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Confide vs plain vs the Flower floor at 2, 10, 50 and 200 nodes; the 50-node run is also
-    the 50 x 20 scale run, the 200-node run reports memory and time per round."""
+def run(quick: bool, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
+    """Confide vs plain vs the Flower floor at ``sizes`` (2, 10, 50 and 200 nodes); the 50-node
+    run is also the 50 x 20 scale run, the 200-node run reports memory and time per round."""
     rounds = {2: 3, 10: 3, 50: 3, 200: 3} if quick else {2: 5, 10: 5, 50: 20, 200: 4}
     plain_repeats = {n: 1 for n in SIZES} if quick else {2: 2, 10: 2, 50: 1, 200: 1}
     out: dict[str, Any] = {"target_ratio_10_nodes": TARGET_RATIO_10, "sizes": {}}
-    for n_nodes in SIZES:
+    for n_nodes in sizes:
         with tempfile.TemporaryDirectory(prefix=f"confide-bench-engine-{n_nodes}-") as tmp:
             work = Path(tmp)
             plains = []
