@@ -22,9 +22,6 @@ from typing import Any
 
 import pandas as pd
 
-from confide.analytics.combine import combine_releases
-from confide.analytics.mechanisms import SeededLaplace
-from confide.analytics.node import release_node
 from confide.analytics.policy_check import check_spec_against_policy
 from confide.analytics.spec import AnalysisSpec, AnalysisSpecError, load_analysis_spec
 from confide.privacy import (
@@ -220,6 +217,10 @@ def expected_errors(spec: AnalysisSpec, nodes: Sequence[str]) -> dict[str, str]:
     calibration is the one the nodes use; the noise values drawn are discarded."""
     if not nodes:
         return {}
+    from confide.analytics.combine import combine_releases  # loads OpenDP: only when needed
+    from confide.analytics.mechanisms import SeededLaplace
+    from confide.analytics.node import release_node
+
     columns = [spec.unit.id_column, *spec.columns_used()]
     empty = pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
     sampler = SeededLaplace(0)  # values discarded: only the error95 fields are read
