@@ -166,6 +166,14 @@ RULE_DEFINITIONS = tuple(
             "without being charged; the node's ledger holds the run's step count and refuses "
             "it (compare-and-set under the ledger's lock).",
         ),
+        (
+            "ANALYSIS-RELEASE",
+            "ERROR",
+            "The coordinator uses a node's release only after checking it against the spec",
+            "A reply is data, never trusted: its format, analysis, vector lengths (from the spec, "
+            "never from the reply) and finite values and noise scales are checked before it is "
+            "combined; group keys, bins and cells come from the spec, never from a release.",
+        ),
     )
 )
 
