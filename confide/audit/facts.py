@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,17 +285,20 @@ def _leaves(
 def column_views(
     policy: Policy,
     features: list[str],
-    label: str,
+    label: str | Sequence[str],
     refused: bool,
     dp: Mapping[str, Any],
     secagg: bool,
     client_dp: bool,
 ) -> list[ColumnView]:
-    """Each policy column: its tier, role, transform, task use and how it leaves the node."""
+    """Each policy column: its tier, role, transform, task use and how it leaves the node.
+    ``label`` is the label column, or every target column (a survival task's event and
+    duration)."""
+    labels = [label] if isinstance(label, str) else list(label)
     views = []
     for col in policy.columns.values():
         used_as = (
-            "feature" if col.task_name in features else "label" if col.task_name == label else None
+            "feature" if col.task_name in features else "label" if col.task_name in labels else None
         )
         task_use = f"{used_as} '{col.task_name}'" if used_as else None
         views.append(

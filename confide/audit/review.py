@@ -214,8 +214,9 @@ def audit_config(
             view.max_delta, view.lifetime_epsilon = policy.dp.max_delta, policy.dp.lifetime_epsilon
             view.lifetime_spent, view.planned_epsilon = spent, epsilon
             refused = any(f.severity == "ERROR" for f in findings)
+            targets = job.task.target_names if job is not None else label
             view.columns = column_views(
-                policy, list(features), label, refused, dp, secagg, client_dp
+                policy, list(features), targets, refused, dp, secagg, client_dp
             )
         elif policy_finding is not None:
             view.policy_error = policy_finding.message
