@@ -32,6 +32,7 @@ from typing import Any
 from confide.core.errors import ConfideError
 from confide.core.files import read_regular_file
 from confide.job import NodeSpec, check_name
+from confide.modeling.training_settings import NOISE_KINDS
 
 __all__ = ["NODE_CONFIG_KEYS", "NodeCheck", "format_check", "parse_node_config", "run_checks"]
 
@@ -43,6 +44,7 @@ NODE_CONFIG_KEYS = (
     "ledger-path",
     "max-epsilon-per-run",
     "audit-dir",
+    "dp-noise",
 )
 _EXPIRY_WARNING_DAYS = 30
 _MAX_CERT_BYTES = 1 << 20
@@ -97,6 +99,11 @@ def _node_spec(cfg: Mapping[str, Any]) -> NodeSpec:
         if cfg.get(key) in (None, ""):
             raise NodeConfigError(f"--node-config: '{key}' is required (rule: node config)")
     name = check_name(cfg["name"], "--node-config name")
+    if cfg.get("dp-noise") not in (None, *NOISE_KINDS):
+        raise NodeConfigError(
+            f"--node-config dp-noise: must be one of {', '.join(NOISE_KINDS)} "
+            "(rule: DP noise source)"
+        )
     max_eps = cfg.get("max-epsilon-per-run")
     if max_eps is not None:
         if isinstance(max_eps, bool) or not isinstance(max_eps, int | float):
