@@ -61,8 +61,7 @@ _SURVIVAL: tuple[Callable[[ReportContext], Section | None], ...] = (
     sections.survival_summary,
     sections.survival_rounds,
     sections.survival_calibration,
-    sections.survival_curves,
-    sections.training,
+    sections.survival_curves,  # no training plots: they show binary metrics
     sections.privacy_budget,
     sections.privacy,
     sections.data,
