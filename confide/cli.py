@@ -94,18 +94,22 @@ def baseline(
     import tempfile
 
     from confide.job import parse_job
+    from confide.modeling.survival_spec import SurvivalTaskSpec
     from confide.simulations.baselines import run_baselines
     from confide.simulations.federation import materialize_synthetic_nodes
     from confide.simulations.simulate import preflight
+    from confide.simulations.survival_baselines import run_survival_baselines
 
     job = parse_job(_compose(overrides, config_dir))
+    survival = isinstance(job.task, SurvivalTaskSpec)
     with tempfile.TemporaryDirectory(prefix="confide-baseline-") as tmp:
         job = materialize_synthetic_nodes(job, Path(tmp))
-        results = run_baselines(job, preflight(job))
+        results = (run_survival_baselines if survival else run_baselines)(job, preflight(job))
     rows = {b.name: {"pooled": b.pooled, "own": b.own, "epsilon": b.epsilon} for b in results}
+    key, label = ("c_index", "C-index") if survival else ("roc_auc", "ROC-AUC")
     console = _console()
     for name, r in rows.items():
-        console.print(f"{name:32s} ROC-AUC {r['pooled']['roc_auc']:.4f}  ε {r['epsilon']:.3f}")
+        console.print(f"{name:32s} {label} {r['pooled'][key]:.4f}  ε {r['epsilon']:.3f}")
     if out is not None:
         from confide.core.files import atomic_write_text
 
