@@ -147,8 +147,9 @@ def notes_for(results: dict[str, Any]) -> list[str]:
             f"messages and no work, is {e['floor_ratio_steady_round']:.2f}x "
             f"({floor['per_message_ms']:.1f} ms per message). Confide's round is "
             f"{e['confide_over_floor_ms_per_message']:.1f} ms per message above the floor: "
-            "the nodes' own work (the plain loop's, run two at a time) plus what the engine "
-            "adds around each call. Peak memory, driver plus every Ray process: "
+            "the nodes' own work (the plain loop's, run two at a time), what the engine adds "
+            "around each call, and in the first rounds each node's data preparation on the "
+            "second worker. Peak memory, driver plus every Ray process: "
             f"{rss.get('total_mib', 0):,.0f} MiB ({rss.get('ray_workers_mib', 0):,.0f} MiB in "
             "the workers)."
         )
