@@ -88,9 +88,9 @@ class SecureNoise:
     The 256-bit key and 96-bit nonce come from ``os.urandom`` when the source is built (and again
     every 4 GiB of keystream); the key lives only inside the cipher context, so it is never in a
     repr, a log, an exception or a pickle (pickling and copying are refused). Keystream bytes
-    become 53-bit uniforms in (0, 1), Box–Muller turns them into normals in float64, and each
-    returned value sums four normals over two as Opacus's ``secure_mode`` does; the result is cast
-    to float32. Normals are computed 2^16 at a time and each is released once.
+    become 53-bit uniforms in (0, 1), Marsaglia's polar method turns them into normals in float64,
+    and each returned value sums four normals over two as Opacus's ``secure_mode`` does; the
+    result is cast to float32. Normals are computed 2^16 at a time and each is released once.
     """
 
     name = "secure"
@@ -116,16 +116,20 @@ class SecureNoise:
         return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * _UNIT
 
     def _normals(self, n: int) -> np.ndarray:
-        """``n`` independent standard normals in float64: Box–Muller on consecutive pairs of
-        keystream uniforms, so the first ``k`` of ``n`` normals do not depend on ``n``."""
-        pairs = (n + 1) // 2
-        u = self._uniforms(2 * pairs).reshape(pairs, 2)
-        radius = np.sqrt(-2.0 * np.log(u[:, 0]))
-        angle = (2.0 * math.pi) * u[:, 1]
-        out = np.empty((pairs, 2), dtype=np.float64)
-        np.multiply(radius, np.cos(angle), out=out[:, 0])
-        np.multiply(radius, np.sin(angle), out=out[:, 1])
-        return out.reshape(-1)[:n]
+        """``n`` independent standard normals in float64: Marsaglia's polar method (exact, no
+        trigonometry) on consecutive pairs of keystream uniforms, so the first ``k`` of ``n``
+        normals do not depend on ``n``."""
+        parts, have = [], 0
+        while have < n:
+            pairs = int((n - have) * 0.64) + 64  # ~pi/4 of the pairs fall inside the unit disc
+            u = (self._uniforms(2 * pairs) * 2.0 - 1.0).reshape(pairs, 2)  # in (-1, 1), never 0
+            s = u[:, 0] * u[:, 0] + u[:, 1] * u[:, 1]
+            inside = u[s < 1.0]
+            s = s[s < 1.0]
+            inside *= np.sqrt(-2.0 * np.log(s) / s)[:, None]
+            parts.append(inside.reshape(-1))
+            have += len(parts[-1])
+        return np.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n]
 
     def _take(self, n: int) -> np.ndarray:
         """The next ``n`` normals of the stream, each released once (refilled in bulk)."""

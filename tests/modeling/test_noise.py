@@ -58,7 +58,7 @@ def test_secure_noise_is_gaussian_with_the_asked_std():
     [
         # keystream uniforms used as if they were noise (rescaled to the right variance)
         lambda self, n: (self._uniforms(n) - 0.5) * math.sqrt(12.0),
-        # Box-Muller's radius without the log: the wrong distribution, variance kept near 1
+        # a Box-Muller radius without the log: the wrong distribution, variance kept near 1
         lambda self, n: np.sqrt(3.0 * self._uniforms(n)) * np.cos(2 * np.pi * self._uniforms(n)),
         # the right shape at the wrong scale (four draws summed but divided by four)
         lambda self, n: 0.5 * _REAL_NORMALS(self, n),
@@ -73,13 +73,12 @@ def test_control_a_broken_sampler_is_rejected(monkeypatch, broken):
 
 def test_each_value_sums_four_draws_as_opacus_secure_mode(monkeypatch):
     # Opacus 1.6 _generate_noise (secure_mode): sum of 2n = 4 Gaussians divided by 2. Two sources
-    # on the same (fixed) entropy share one stream: the released values are the stream's next
-    # 4 x 1000 normals summed in fours and halved, and the next call continues the stream.
+    # on the same (fixed) entropy share one stream: the released values are the stream's first
+    # 4 x 1000 normals summed in fours and halved.
     monkeypatch.setattr(noise_module.os, "urandom", lambda k: b"\x2a" * k)
     released, stream = SecureNoise(), SecureNoise()
-    for _ in range(2):
-        expected = stream._normals(4000).reshape(4, 1000).sum(axis=0) * (1.5 / 2)
-        assert torch.equal(released.gaussian(1000, 1.5), torch.from_numpy(expected.astype("f4")))
+    expected = stream._normals(4000).reshape(4, 1000).sum(axis=0) * (1.5 / 2)
+    assert torch.equal(released.gaussian(1000, 1.5), torch.from_numpy(expected.astype("f4")))
 
 
 def test_zero_draws_and_zero_std():
