@@ -122,13 +122,23 @@ class SecureNoise:
         parts, have = [], 0
         while have < n:
             pairs = int((n - have) * 0.64) + 64  # ~pi/4 of the pairs fall inside the unit disc
-            u = (self._uniforms(2 * pairs) * 2.0 - 1.0).reshape(pairs, 2)  # in (-1, 1), never 0
-            s = u[:, 0] * u[:, 0] + u[:, 1] * u[:, 1]
-            inside = u[s < 1.0]
-            s = s[s < 1.0]
-            inside *= np.sqrt(-2.0 * np.log(s) / s)[:, None]
-            parts.append(inside.reshape(-1))
-            have += len(parts[-1])
+            u = self._uniforms(2 * pairs)
+            u *= 2.0
+            u -= 1.0  # in (-1, 1), never 0
+            x, y = u[0::2], u[1::2]
+            s = x * x
+            s += y * y
+            inside = s < 1.0
+            x, y, s = x[inside], y[inside], s[inside]
+            factor = np.log(s)
+            factor *= -2.0
+            factor /= s
+            np.sqrt(factor, out=factor)
+            out = np.empty(2 * len(s), dtype=np.float64)
+            np.multiply(x, factor, out=out[0::2])
+            np.multiply(y, factor, out=out[1::2])
+            parts.append(out)
+            have += len(out)
         return np.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n]
 
     def _take(self, n: int) -> np.ndarray:
