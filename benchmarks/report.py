@@ -311,7 +311,8 @@ def _defaults(r: dict[str, Any]) -> list[str]:
             "and task spec and split into 3 nodes."
             if real["used"]
             else f"not used ({real['note']})."
-        ),
+        )
+        + (f" DP engine of commit {r['engine_commit']}." if r.get("engine_commit") else ""),
         "",
         "| scenario | centralised | centralised DP | "
         + " | ".join(f"{label}{' (old)' if label == old else ''}" for label in labels)
