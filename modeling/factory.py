@@ -260,7 +260,7 @@ def build_model(
         raise ModelConfigError(f"model: out_dim must be an integer in 1..64 ({_RULE})")
     import torch
 
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # CPU only (see local_training); same weights
     if out_dim == 1:  # binary heads are built exactly as before (same initial weights)
         return entry.builder(width, **checked)
     return entry.builder(width, **checked, out_dim=out_dim)
