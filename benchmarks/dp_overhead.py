@@ -37,7 +37,7 @@ from confide.modeling.dp_accounting import (
     steps_per_epoch,
 )
 from confide.modeling.factory import build_model
-from confide.modeling.local_training import _make_loader, train_local
+from confide.modeling.local_training import _shuffled_batches, train_local
 from confide.modeling.poisson_sampling import PoissonBatchSampler
 
 __all__ = ["ENGINES", "MODELS", "MODES", "TARGET_RATIO", "run"]
@@ -120,15 +120,18 @@ def profile_epoch(
 
 def _loader_epochs(x, y, batch_size: int, repeats: int) -> dict[str, float]:
     """Seconds to read one epoch of batches: row by row (torch's default for a TensorDataset,
-    what ``train_local`` did before) and one indexing operation per batch (what it does now)."""
-    rowwise = DataLoader(
-        TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size, shuffle=True
-    )
-    batched = _make_loader(x, y, batch_size, seed=0)
+    what ``train_local`` once did) and one indexing operation per batch (what it does now)."""
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    rowwise = DataLoader(TensorDataset(xs, ys), batch_size, shuffle=True)
+    generator = torch.Generator().manual_seed(0)
+    readers = {
+        "row_by_row": lambda: sum(1 for _ in rowwise),
+        "batched": lambda: sum(1 for _ in _shuffled_batches(xs, ys, batch_size, generator)),
+    }
     times: dict[str, list[float]] = {"row_by_row": [], "batched": []}
     for _ in range(repeats):
-        for name, loader in (("row_by_row", rowwise), ("batched", batched)):
-            times[name].append(timed(lambda loader=loader: sum(1 for _ in loader))[0])
+        for name, read in readers.items():
+            times[name].append(timed(read)[0])
     return {k: median(v) for k, v in times.items()}
 
 

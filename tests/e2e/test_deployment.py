@@ -326,3 +326,35 @@ def test_secagg_deployment_sends_only_masked_weights(federation, org, tmp_path):
             assert all(len(rec) == 0 for rec in msg.content.array_records.values())
         masked = [m for m in train if "masked_params" in m.content["secaggplus_configs"]]
         assert len(masked) == 1
+
+
+@pytest.mark.slow
+def test_survival_task_federates_on_the_deployment_engine(federation, org, tmp_path):
+    """Issue 15: a survival task runs on SuperLink/SuperNodes over TLS like a binary task: the
+    nodes train the hazard head with DP-SGD at the run's target, reply aggregates only, and the
+    coordinator's run directory carries the federated C-index and the survival report."""
+    conf, root = org
+    federation.start_superlink()
+    for name in ("shop_a", "shop_b"):
+        federation.start_supernode(name, _node_config(root, name))
+    config = _config(conf, ["rounds=1", "task=time_to_churn"])
+    done = _run(federation, config, tmp_path / "runs")
+    assert done.status == "finished:completed", done
+    rounds = _history(done.run_dir)
+    assert set(rounds[0]["train"]) == {"shop_a", "shop_b"}
+    for name in ("shop_a", "shop_b"):
+        trained = rounds[0]["train"][name]
+        assert trained[SECURE_NOISE_METRIC] == 1.0
+        assert_epsilon_at_target(
+            trained["epsilon"],
+            target=config["dp"]["epsilon"],
+            delta=config["dp"]["delta"],
+            sample_rate=1.0 / trained["steps"],
+            steps=int(trained["steps"]),
+        )
+    c_index = rounds[0]["global"]["c_index"]
+    assert 0.5 < c_index <= 1.0  # a trained hazard model ranks churners ahead of stayers
+    metrics = json.loads((done.run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["engine"] == "deployment" and metrics["global"]["c_index"] == c_index
+    report = (done.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "C-index (Harrell), pooled test" in report
