@@ -48,6 +48,7 @@ from .facts import (
     tolerant_nodes,
     transport_text,
 )
+from .verdict import Verdict
 
 __all__ = [
     "AnalysisAudit",
@@ -100,7 +101,7 @@ class AnalysisNodeView:
 
 
 @dataclass
-class AnalysisAudit:
+class AnalysisAudit(Verdict):
     """Everything the analysis review found; rendered by :mod:`confide.audit.analysis_render`."""
 
     analysis: str
@@ -116,26 +117,6 @@ class AnalysisAudit:
     columns: list[DeclView]
     nodes: list[AnalysisNodeView]
     findings: list[Finding]
-
-    @property
-    def all_findings(self) -> list[Finding]:
-        """Federation-level findings, then each node's."""
-        return [*self.findings, *(f for n in self.nodes for f in n.findings)]
-
-    def count(self, severity: str) -> int:
-        """How many findings have ``severity``."""
-        return sum(1 for f in self.all_findings if f.severity == severity)
-
-    @property
-    def exit_code(self) -> int:
-        """1 when any finding is an ERROR, else 0."""
-        return 1 if self.count("ERROR") else 0
-
-    def node_errors(self, node: str) -> list[str]:
-        """Rule ids of ``node``'s ERROR findings."""
-        return sorted(
-            {f.rule_id for f in self.all_findings if f.node == node and f.severity == "ERROR"}
-        )
 
     @property
     def errors(self) -> list[str]:

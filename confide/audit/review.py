@@ -50,6 +50,7 @@ from .facts import (
     tolerant_nodes,
     transport_text,
 )
+from .verdict import Verdict
 
 __all__ = ["AuditReport", "audit", "audit_config", "config_sha256"]
 
@@ -60,7 +61,7 @@ def config_sha256(config: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class AuditReport:
+class AuditReport(Verdict):
     """Everything the review found; rendered by :mod:`confide.audit.render`."""
 
     federation: str
@@ -79,26 +80,6 @@ class AuditReport:
     outputs: list[str]
     nodes: list[NodeView]
     findings: list[Finding]
-
-    @property
-    def all_findings(self) -> list[Finding]:
-        """Federation-level findings, then each node's."""
-        return [*self.findings, *(f for n in self.nodes for f in n.findings)]
-
-    def count(self, severity: str) -> int:
-        """How many findings have ``severity``."""
-        return sum(1 for f in self.all_findings if f.severity == severity)
-
-    @property
-    def exit_code(self) -> int:
-        """1 when any finding is an ERROR, else 0."""
-        return 1 if self.count("ERROR") else 0
-
-    def node_errors(self, node: str) -> list[str]:
-        """Rule ids of ``node``'s ERROR findings (node rules and node-file rules)."""
-        return sorted(
-            {f.rule_id for f in self.all_findings if f.node == node and f.severity == "ERROR"}
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form."""
