@@ -7,7 +7,7 @@ from typing import Any
 
 from confide.privacy import Finding
 
-__all__ = ["Verdict"]
+__all__ = ["Verdict", "findings_table", "markdown_cell"]
 
 
 class Verdict:
@@ -35,3 +35,38 @@ class Verdict:
         return sorted(
             {f.rule_id for f in self.all_findings if f.node == node and f.severity == "ERROR"}
         )
+
+    @property
+    def headline(self) -> str:
+        """``PASS|FAIL: n error(s), n warning(s), n info (exit code c)``."""
+        word = "FAIL" if self.exit_code else "PASS"
+        return (
+            f"{word}: {self.count('ERROR')} error(s), {self.count('WARN')} warning(s), "
+            f"{self.count('INFO')} info (exit code {self.exit_code})"
+        )
+
+    @property
+    def command(self) -> str:
+        """The ``confide audit`` command line that produced this review."""
+        dirs = [f"--config-dir {d}" for d in getattr(self, "config_dirs", [])]
+        return " ".join(["confide audit", *dirs, *getattr(self, "overrides", [])])
+
+
+def markdown_cell(text: object) -> str:
+    """``text`` safe inside one Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def findings_table(shown: list[Finding]) -> list[str]:
+    """The Markdown findings table (or the line saying there is nothing to show)."""
+    if not shown:
+        return ["No errors or warnings."]
+    c = markdown_cell
+    return [
+        "| severity | rule | node | field | finding |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {f.severity} | `{f.rule_id}` | {c(f.node)} | {c(f.field or '')} | {c(f.message)} |"
+            for f in shown
+        ),
+    ]
