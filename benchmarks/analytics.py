@@ -154,7 +154,8 @@ def _builtin_calibration(
     return {"repetitions": reps, "by_kind": out}
 
 
-def _segments_spec(epsilon: float) -> AnalysisSpec:
+def segments_spec(epsilon: float) -> AnalysisSpec:
+    """The RFM segmentation spec (k = 4, 3 iterations) the benchmark and its must-show test use."""
     raw = {
         "name": "segments",
         "epsilon": epsilon,
@@ -185,7 +186,7 @@ def _kmeans(epsilons: list[float], reps: int) -> dict[str, Any]:
     best = float(KMeans(n_clusters=4, n_init=10, random_state=0).fit(z).inertia_)
     table = {}
     for eps in epsilons:
-        spec = _segments_spec(eps)
+        spec = segments_spec(eps)
         ratios, churn = [], []
         for _ in range(reps):
             summary = run_segments_in_process(spec, frames, sampler=OpenDPLaplace())

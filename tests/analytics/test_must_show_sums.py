@@ -22,6 +22,7 @@ from confide.analytics.combine import combine_releases
 from confide.analytics.mechanisms import abs_quantile
 from confide.analytics.node import release_prepared
 from confide.analytics.prepare import prepare
+from confide.simulations.identities import PROVINCES
 from tests.analytics.helpers import single_query
 
 BOUND = 20_000
@@ -39,20 +40,7 @@ def _spec(epsilon: float = 1.0):
         },
         {
             "monetary_12m": {"min": 0, "max": BOUND},
-            "province": {
-                "categories": [
-                    "北京",
-                    "上海",
-                    "广东",
-                    "浙江",
-                    "江苏",
-                    "四川",
-                    "湖北",
-                    "山东",
-                    "福建",
-                    "陕西",
-                ]
-            },
+            "province": {"categories": list(PROVINCES)},
         },
     )
 

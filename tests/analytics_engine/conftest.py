@@ -13,6 +13,7 @@ from flwr.app import Context, RecordDict
 from confide.clients.client_app import make_client_app
 from confide.job import NodeSpec
 from confide.privacy.keys import new_keyring_file
+from confide.simulations.identities import PROVINCES
 from confide.simulations.node_profiles import get_profile
 from confide.simulations.synth import generate_customers, write_node_csv
 
@@ -63,20 +64,7 @@ def query_spec(epsilon: float, **extra: Any) -> dict[str, Any]:
         "unit": {"id_column": "customer_id", "max_rows_per_customer": 1},
         "columns": {
             "monetary_12m": {"min": 0, "max": 20000},
-            "province": {
-                "categories": [
-                    "北京",
-                    "上海",
-                    "广东",
-                    "浙江",
-                    "江苏",
-                    "四川",
-                    "湖北",
-                    "山东",
-                    "福建",
-                    "陕西",
-                ]
-            },
+            "province": {"categories": list(PROVINCES)},
             "city_tier": {"categories": [1, 2, 3, 4]},
         },
         "queries": [
