@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from confide.audit.verdict import findings_table, markdown_cell
+from confide.audit.verdict import findings_html, findings_table, markdown_cell
 from confide.reports.html_page import Section, bullets, page, paragraph, table
 
 from .analysis import AnalysisAudit, AnalysisNodeView
@@ -13,7 +13,6 @@ from .analysis import AnalysisAudit, AnalysisNodeView
 __all__ = ["render_analysis", "render_analysis_html", "render_analysis_markdown"]
 
 _ORDER = {"ERROR": 0, "WARN": 1, "INFO": 2}
-_SEVERITY_CLASS = {"ERROR": "bad", "WARN": "warn", "INFO": ""}
 
 
 def _num(value: float | None) -> str:
@@ -128,16 +127,7 @@ def render_analysis_html(report: AnalysisAudit) -> str:
     verdict = paragraph(report.headline, "bad" if report.exit_code else "good")
     job = [("command", report.command), ("config sha256", report.config_sha256)]
     shown = _shown(report)
-    findings = (
-        table(
-            ["severity", "rule", "node", "field", "finding"],
-            [(f.severity, f.rule_id, f.node, f.field or "", f.message) for f in shown],
-            text_columns=(0, 1, 2, 3, 4),
-            row_classes=[_SEVERITY_CLASS[f.severity] for f in shown],
-        )
-        if shown
-        else paragraph("No errors or warnings.", "good")
-    )
+    findings = findings_html(shown)
     sections = [
         Section("verdict", "Verdict", verdict + table(["", ""], job, text_columns=(0, 1))),
         Section("noise", "Where noise is added", bullets([*report.noise, report.transport])),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from confide.audit.verdict import findings_table, markdown_cell
+from confide.audit.verdict import findings_html, findings_table, markdown_cell
 from confide.core.errors import ConfideError
 from confide.reports.html_page import Section, bullets, page, paragraph, table
 
@@ -138,9 +138,6 @@ def render_json(report: AuditReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-_SEVERITY_CLASS = {"ERROR": "bad", "WARN": "warn", "INFO": ""}
-
-
 def render_html(report: AuditReport) -> str:
     """The review as one self-contained HTML page (the reports' page builder: inline CSS,
     nothing loaded from the network)."""
@@ -172,16 +169,7 @@ def render_html(report: AuditReport) -> str:
         Section("outputs", "Where outputs are kept", bullets(report.outputs)),
     ]
     shown = _shown(report)
-    findings = (
-        table(
-            ["severity", "rule", "node", "field", "finding"],
-            [(f.severity, f.rule_id, f.node, f.field or "", f.message) for f in shown],
-            text_columns=(0, 1, 2, 3, 4),
-            row_classes=[_SEVERITY_CLASS[f.severity] for f in shown],
-        )
-        if shown
-        else paragraph("No errors or warnings.", "good")
-    )
+    findings = findings_html(shown)
     sections.append(Section("findings", "Findings", findings))
     for node in report.nodes:
         errors = report.node_errors(node.name)

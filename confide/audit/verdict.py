@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from confide.privacy import Finding
+from confide.reports.html_page import paragraph, table
 
-__all__ = ["Verdict", "findings_table", "markdown_cell"]
+__all__ = ["Verdict", "findings_html", "findings_table", "markdown_cell"]
 
 
 class Verdict:
@@ -70,3 +71,18 @@ def findings_table(shown: list[Finding]) -> list[str]:
             for f in shown
         ),
     ]
+
+
+_SEVERITY_CLASS = {"ERROR": "bad", "WARN": "warn", "INFO": ""}
+
+
+def findings_html(shown: list[Finding]) -> str:
+    """The HTML findings table (or the paragraph saying there is nothing to show)."""
+    if not shown:
+        return paragraph("No errors or warnings.", "good")
+    return table(
+        ["severity", "rule", "node", "field", "finding"],
+        [(f.severity, f.rule_id, f.node, f.field or "", f.message) for f in shown],
+        text_columns=(0, 1, 2, 3, 4),
+        row_classes=[_SEVERITY_CLASS[f.severity] for f in shown],
+    )
