@@ -65,6 +65,21 @@ def _run(fed: LocalFederation, config: dict, run_root: Path, timeout: float = 40
     return wait_for_run(started, fed.address, fed.certs.ca_cert, False, timeout, poll_s=2)
 
 
+def _assert_one_round_secure_and_at_target(round_: dict, config: dict, names) -> None:
+    """Each node drew secure noise and, after one round of one local epoch (the run's planned
+    steps are this round's), reports the accountant's epsilon at the run's target."""
+    for name in names:
+        trained = round_["train"][name]
+        assert trained[SECURE_NOISE_METRIC] == 1.0
+        assert_epsilon_at_target(
+            trained["epsilon"],
+            target=config["dp"]["epsilon"],
+            delta=config["dp"]["delta"],
+            sample_rate=1.0 / trained["steps"],
+            steps=int(trained["steps"]),
+        )
+
+
 def _history(run_dir: Path) -> list[dict]:
     return json.loads((run_dir / "history.json").read_text(encoding="utf-8"))["rounds"]
 
@@ -119,18 +134,7 @@ def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path)
     # every node drew its DP noise from the secure source (its default under a SuperNode) and
     # said so; the report lists it per node (tests/clients/test_node_noise.py: the controls)
     assert reported_noise(rounds) == {"shop_a": "secure", "shop_b": "secure"}
-    for name in ("shop_a", "shop_b"):
-        # one round of one local epoch: the run's planned steps are this round's steps, and the
-        # node reports the accountant's epsilon for the noise calibrated to the target over them
-        trained = rounds[0]["train"][name]
-        assert trained[SECURE_NOISE_METRIC] == 1.0
-        assert_epsilon_at_target(
-            trained["epsilon"],
-            target=config["dp"]["epsilon"],
-            delta=config["dp"]["delta"],
-            sample_rate=1.0 / trained["steps"],
-            steps=int(trained["steps"]),
-        )
+    _assert_one_round_secure_and_at_target(rounds[0], config, ("shop_a", "shop_b"))
     assert (done.run_dir / "model.pt").is_file()
     ledger = BudgetLedger(root / "shop_a" / "ledger.json", "shop_a", 10.0)
     assert ledger.spent() > 0
@@ -342,16 +346,7 @@ def test_survival_task_federates_on_the_deployment_engine(federation, org, tmp_p
     assert done.status == "finished:completed", done
     rounds = _history(done.run_dir)
     assert set(rounds[0]["train"]) == {"shop_a", "shop_b"}
-    for name in ("shop_a", "shop_b"):
-        trained = rounds[0]["train"][name]
-        assert trained[SECURE_NOISE_METRIC] == 1.0
-        assert_epsilon_at_target(
-            trained["epsilon"],
-            target=config["dp"]["epsilon"],
-            delta=config["dp"]["delta"],
-            sample_rate=1.0 / trained["steps"],
-            steps=int(trained["steps"]),
-        )
+    _assert_one_round_secure_and_at_target(rounds[0], config, ("shop_a", "shop_b"))
     c_index = rounds[0]["global"]["c_index"]
     assert 0.5 < c_index <= 1.0  # a trained hazard model ranks churners ahead of stayers
     metrics = json.loads((done.run_dir / "metrics.json").read_text(encoding="utf-8"))
