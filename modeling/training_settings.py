@@ -13,7 +13,7 @@ from dataclasses import dataclass
 __all__ = ["NOISE_KINDS", "DPSettings", "TrainSettings"]
 
 NOISE_KINDS = ("seeded", "secure")
-"""The values of ``dp.noise``: ``seeded`` (reproducible, simulation) or ``secure`` (a ChaCha20
+"""The values of ``dp.noise``: ``seeded`` (reproducible, simulation) or ``secure`` (an AES-256-CTR
 keystream under a fresh random key, see :mod:`confide.modeling.noise`; every node in deployment)."""
 
 

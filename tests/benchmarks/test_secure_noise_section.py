@@ -32,7 +32,7 @@ def _results(extra: float) -> dict:
 def test_the_note_and_table_follow_the_results():
     ok, missed = _results(0.031), _results(0.214)
     assert notes_for({"secure_noise": ok}) == [
-        "- Secure noise, logreg: the ChaCha20 source adds +3.1% to a DP epoch (per-step draw "
+        "- Secure noise, logreg: the AES-256-CTR source adds +3.1% to a DP epoch (per-step draw "
         "time x steps; epoch against epoch +6.2%) — target <= 10% met."
     ]
     note = notes_for({"secure_noise": missed})[0]

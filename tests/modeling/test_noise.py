@@ -15,6 +15,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from scipy import stats
 
 from confide.modeling import noise as noise_module
@@ -71,14 +72,63 @@ def test_control_a_broken_sampler_is_rejected(monkeypatch, broken):
         _check_gaussian(_draw(SecureNoise()), STD)
 
 
+def _fixed_entropy(monkeypatch, byte: bytes) -> tuple[bytes, bytes]:
+    """Every os.urandom call returns ``byte`` repeated; the (key, initial counter) a source uses."""
+    monkeypatch.setattr(noise_module.os, "urandom", lambda k: byte * k)
+    return byte * 32, byte * 16
+
+
+def _aes256_ctr_keystream(key: bytes, counter: bytes, size: int) -> bytes:
+    """``size`` bytes of AES-256-CTR keystream built block by block: AES-256 (ECB, one block at a
+    time) of the big-endian 128-bit counter, counter + 1, ... mod 2^128."""
+    start = int.from_bytes(counter, "big")
+    blocks = b"".join(((start + i) % 2**128).to_bytes(16, "big") for i in range(-(-size // 16)))
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(blocks)[:size]
+
+
+def _box_muller_from_keystream(key: bytes, counter: bytes, n: int) -> np.ndarray:
+    """``n`` normals recomputed from the raw AES-256-CTR keystream, independently of SecureNoise."""
+    stream = _aes256_ctr_keystream(key, counter, 8 * n)
+    top = (np.frombuffer(stream, dtype="<i8") >> 11).astype(np.float64)  # top 53 bits, signed
+    u = (2.0**52 - top[: n // 2]) / 2.0**53  # in (0, 1]
+    radius = np.sqrt(-2.0 * np.log(u))
+    angle = 2.0 * np.pi * top[n // 2 :] / 2.0**53  # in [-pi, pi)
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])
+
+
+# 0xff..ff as the initial counter: the 128-bit counter block wraps to zero after the first block
+@pytest.mark.parametrize("byte", [b"\x2a", b"\xff"])
+def test_normals_are_box_muller_on_the_keystream(monkeypatch, byte):
+    key, counter = _fixed_entropy(monkeypatch, byte)
+    expected = _box_muller_from_keystream(key, counter, 2000)
+    got = SecureNoise()._normals(2000)
+    # torch's and NumPy's log/cos/sin differ by at most a few ulps
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
+    # control: the keystream under another key does not reproduce them
+    other = _box_muller_from_keystream(b"\x2b" * 32, counter, 2000)
+    assert np.abs(got - other).max() > 1.0
+
+
 def test_each_value_sums_four_draws_as_opacus_secure_mode(monkeypatch):
     # Opacus 1.6 _generate_noise (secure_mode): sum of 2n = 4 Gaussians divided by 2. Two sources
-    # on the same (fixed) entropy share one stream: the released values are the stream's first
-    # 4 x 1000 normals summed in fours and halved.
-    monkeypatch.setattr(noise_module.os, "urandom", lambda k: b"\x2a" * k)
+    # on the same (fixed) entropy share one stream: a block of B released values is four rows of
+    # the stream's first 4B normals (rows 2 and 3, the sine normals, shifted by one pair), summed
+    # and halved; released in order across calls.
+    _fixed_entropy(monkeypatch, b"\x2a")
     released, stream = SecureNoise(), SecureNoise()
-    expected = stream._normals(4000).reshape(4, 1000).sum(axis=0) * (1.5 / 2)
-    assert torch.equal(released.gaussian(1000, 1.5), torch.from_numpy(expected.astype("f4")))
+    block = noise_module._BLOCK
+    rows = stream._normals(4 * block).reshape(4, block)
+    shifted = np.roll(rows[2:], -1, axis=1)
+    expected = (rows[0] + rows[1] + shifted[0] + shifted[1]) * (1.5 / 2)
+    first, second = released.gaussian(1000, 1.5), released.gaussian(500, 1.5)
+    assert torch.equal(torch.cat([first, second]), torch.from_numpy(expected[:1500].astype("f4")))
+    # each value's four normals come from four different Box-Muller pairs: value j takes pairs
+    # j, B + j (cosines) and j + 1, B + j + 1 (sines), so no two of its normals share a radius
+    pairs = np.array([[j, block + j, (j + 1) % block, block + (j + 1) % block] for j in (0, 1, 7)])
+    assert all(len(set(p)) == 4 for p in pairs.tolist())
+    # control: without the shift, value j would sum both normals of pairs j and B + j
+    unshifted = (rows[0] + rows[1] + rows[2] + rows[3]) * (1.5 / 2)
+    assert not torch.equal(first, torch.from_numpy(unshifted[:1000].astype("f4")))
 
 
 def test_zero_draws_and_zero_std():
@@ -117,8 +167,8 @@ def test_rekeying_keeps_the_distribution(monkeypatch):
     monkeypatch.setattr(noise_module.os, "urandom", recording)
     source = SecureNoise()
     values = np.concatenate([source.gaussian(N // 50, STD).numpy() for _ in range(50)])
-    # every refill (2^16 normals, 512 KiB of keystream) passes the 32 KiB limit and rekeys: the
-    # 800,000 normals behind these values take at least 12 refills
+    # every refill (2^14 values from 2^16 normals, 512 KiB of keystream) passes the 32 KiB limit
+    # and rekeys: the 800,000 normals behind these 200,000 values take at least 13 refills
     assert len([k for k in keys if len(k) == 32]) >= 13
     _check_gaussian(values.astype(np.float64), STD)
 
