@@ -10,10 +10,12 @@ killed-node test and the SecAgg+ test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from flwr.proto.message_pb2 import Message as ProtoMessage
 
 from confide.certs import init_certificates
 from confide.config import compose_config, to_container
-from confide.deploy import start_run, wait_for_run
+from confide.deploy import DeployError, DeployResult, start_run, wait_for_run
 from confide.modeling.dp_accounting import epsilon_for_history
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.run_ledger import RunLedger
@@ -59,10 +61,34 @@ def _config(conf: Path, overrides: list[str]) -> dict:
     return to_container(compose_config([*FAST, f"run.root={run_root}", *overrides], [conf]))
 
 
+def _start_nodes(fed: LocalFederation, configs: dict[str, dict]) -> None:
+    """Start one SuperNode per organisation at the same time (each is ready at its own
+    "SuperNode ID"; one after the other, their start-ups add up)."""
+    with ThreadPoolExecutor(len(configs)) as pool:
+        for started in [pool.submit(fed.start_supernode, n, c) for n, c in configs.items()]:
+            started.result()
+
+
+def _wait(fed: LocalFederation, started: DeployResult, timeout: float = 400) -> DeployResult:
+    """Wait for the run to finish. Until its ``outcome.json`` is written (a file check) the
+    SuperLink is asked only every 15 s (a run that fails writes none): each ``flwr ls`` is a
+    fresh CLI process, about 1.5 s of CPU taken from the run's own processes on CI's 2 cores."""
+    assert fed.certs is not None
+    deadline = time.monotonic() + timeout
+    ask_at = time.monotonic() + 15
+    while not (started.run_dir / "outcome.json").is_file() and time.monotonic() < deadline:
+        if time.monotonic() >= ask_at:
+            with contextlib.suppress(DeployError):  # raised while the run is not finished
+                return wait_for_run(started, fed.address, fed.certs.ca_cert, False, 0)
+            ask_at = time.monotonic() + 15
+        time.sleep(0.25)
+    left = max(deadline - time.monotonic(), 0.0)
+    return wait_for_run(started, fed.address, fed.certs.ca_cert, False, left, poll_s=1)
+
+
 def _run(fed: LocalFederation, config: dict, run_root: Path, timeout: float = 400):
     assert fed.certs is not None
-    started = start_run(config, fed.address, fed.certs.ca_cert, False, run_root)
-    return wait_for_run(started, fed.address, fed.certs.ca_cert, False, timeout, poll_s=2)
+    return _wait(fed, start_run(config, fed.address, fed.certs.ca_cert, False, run_root), timeout)
 
 
 def _assert_one_round_secure_and_at_target(round_: dict, config: dict, names) -> None:
@@ -116,8 +142,9 @@ def test_tls_federation_completes_and_leaks_no_canary(federation, org, tmp_path)
     ):
         assert tls.version() in {"TLSv1.2", "TLSv1.3"}
     audits = {n: tmp_path / "audit" / n for n in ("shop_a", "shop_b")}
-    for name in audits:
-        federation.start_supernode(name, _node_config(root, name, **{"audit-dir": audits[name]}))
+    _start_nodes(
+        federation, {n: _node_config(root, n, **{"audit-dir": a}) for n, a in audits.items()}
+    )
     started = time.monotonic()
     config = _config(conf, ["rounds=1"])
     done = _run(federation, config, tmp_path / "runs")
@@ -180,13 +207,14 @@ def test_multi_round_epsilon_is_the_accountant_over_all_steps_and_the_ledger_spe
 ):
     conf, root = org
     federation.start_superlink()
-    for name in ("shop_a", "shop_b"):
-        federation.start_supernode(name, _node_config(root, name))
-    config = _config(conf, ["rounds=3"])
+    _start_nodes(federation, {n: _node_config(root, n) for n in ("shop_a", "shop_b")})
+    # two rounds: the last round's epsilon is the accountant's over both rounds' steps, not
+    # over its own (which is the first round's epsilon, strictly below it)
+    config = _config(conf, ["rounds=2"])
     first = _run(federation, config, tmp_path / "runs")
     assert first.outcome is not None and first.outcome["status"] == "completed", first
     rounds = _history(first.run_dir)
-    assert [r["round"] for r in rounds] == [1, 2, 3]
+    assert [r["round"] for r in rounds] == [1, 2]
     delta, accountant = config["dp"]["delta"], config["dp"]["accountant"]
     spent_first = {}
     for name in ("shop_a", "shop_b"):
@@ -201,7 +229,7 @@ def test_multi_round_epsilon_is_the_accountant_over_all_steps_and_the_ledger_spe
         )
         last = train[-1]["epsilon"]
         assert abs(last - over_all_steps) <= 1e-9, (name, last, over_all_steps)
-        assert train[0]["epsilon"] < train[1]["epsilon"] < last
+        assert train[0]["epsilon"] < last
         assert_epsilon_at_target(
             last,
             target=config["dp"]["epsilon"],
@@ -269,11 +297,11 @@ def test_supernode_auth_refuses_unregistered_key_and_accepts_registered(tmp_path
 def test_killed_node_run_completes_ledger_intact_and_node_rejoins(federation, org, tmp_path):
     conf, root = org
     federation.start_superlink()
-    for name in ("shop_a", "shop_b", "shop_c"):
-        federation.start_supernode(name, _node_config(root, name))
+    _start_nodes(federation, {n: _node_config(root, n) for n in ("shop_a", "shop_b", "shop_c")})
     # 60 s: round 1 cold-starts a flwr-clientapp process per node (torch, Opacus, Flower
-    # imports) on 2 cores; later rounds wait this long for the killed node.
-    config = _config(conf, ["rounds=3", "run.timeout_s=60"])
+    # imports) on 2 cores; round 2 waits this long for the killed node. Two rounds: shop_c
+    # trains in the first and is killed before the second, which the others complete.
+    config = _config(conf, ["rounds=2", "run.timeout_s=60"])
     assert federation.certs is not None
     started = start_run(
         config, federation.address, federation.certs.ca_cert, False, tmp_path / "runs"
@@ -282,9 +310,9 @@ def test_killed_node_run_completes_ledger_intact_and_node_rejoins(federation, or
     deadline = time.monotonic() + 300
     while not (history.is_file() and _history(started.run_dir)):
         assert time.monotonic() < deadline, "round 1 never finished"
-        time.sleep(1)
+        time.sleep(0.25)  # shop_c must die before its round-2 reply (a cold start: seconds)
     federation.stop("shop_c")  # killed in the middle of the run, with its whole process tree
-    done = wait_for_run(started, federation.address, federation.certs.ca_cert, False, 400, 2)
+    done = _wait(federation, started)
     assert done.outcome is not None and done.outcome["status"] == "completed", done
     rounds = _history(done.run_dir)
     assert "shop_c" in rounds[0]["train"]
@@ -316,8 +344,9 @@ def test_secagg_deployment_sends_only_masked_weights(federation, org, tmp_path):
     conf, root = org
     federation.start_superlink()
     audits = {n: tmp_path / "audit" / n for n in ("shop_a", "shop_b")}
-    for name in audits:
-        federation.start_supernode(name, _node_config(root, name, **{"audit-dir": audits[name]}))
+    _start_nodes(
+        federation, {n: _node_config(root, n, **{"audit-dir": a}) for n, a in audits.items()}
+    )
     done = _run(federation, _config(conf, ["rounds=1", "secure=secagg"]), tmp_path / "runs")
     assert done.outcome is not None and done.outcome["status"] == "completed", done
     rounds = _history(done.run_dir)
@@ -339,8 +368,7 @@ def test_survival_task_federates_on_the_deployment_engine(federation, org, tmp_p
     coordinator's run directory carries the federated C-index and the survival report."""
     conf, root = org
     federation.start_superlink()
-    for name in ("shop_a", "shop_b"):
-        federation.start_supernode(name, _node_config(root, name))
+    _start_nodes(federation, {n: _node_config(root, n) for n in ("shop_a", "shop_b")})
     config = _config(conf, ["rounds=1", "task=time_to_churn"])
     done = _run(federation, config, tmp_path / "runs")
     assert done.status == "finished:completed", done
