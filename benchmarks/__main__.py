@@ -23,7 +23,7 @@ from confide.benchmarks.common import RESULTS_DIR, machine_info, write_json
 from confide.benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("dp", "engine", "privacy", "scale", "utility", "noise", "defaults", "analytics")
+SECTIONS = ("dp", "engine", "privacy", "scale", "utility", "noise", "defaults", "analytics", "psi")
 RESULT_NAMES = {
     "dp": "dp_overhead",
     "engine": "engine_overhead",
@@ -33,6 +33,7 @@ RESULT_NAMES = {
     "analytics": "analytics",
     "defaults": "defaults_evidence",
     "noise": "secure_noise",
+    "psi": "psi_throughput",
 }
 
 
@@ -93,6 +94,10 @@ def _run_section(name: str, quick: bool) -> dict[str, Any]:
         from confide.benchmarks import analytics
 
         return analytics.run(quick)
+    if name == "psi":
+        from confide.benchmarks import psi_throughput
+
+        return psi_throughput.run(quick)
     from confide.benchmarks import utility
 
     return utility.run(quick)
@@ -183,7 +188,7 @@ def notes_for(results: dict[str, Any]) -> list[str]:
         for name, m in noise["models"].items():
             verdict = "met" if m["target_met"] else "**not met**"
             notes.append(
-                f"- Secure noise, {name}: the ChaCha20 source adds "
+                f"- Secure noise, {name}: the AES-256-CTR source adds "
                 f"{m['secure_extra_share_of_dp_epoch']:+.1%} to a DP epoch (per-step draw time x "
                 f"steps; epoch against epoch {m['secure_extra_direct']:+.1%}) — target "
                 f"<= {noise['target_extra']:.0%} {verdict}."
@@ -214,7 +219,29 @@ def notes_for(results: dict[str, Any]) -> list[str]:
             f"{sp['repetitions']} repetitions of the built-in analysis (node releases and "
             f"combine) took {sp['total_opendp_s']:.0f} s."
         )
+    psi = results.get("psi_throughput")
+    if psi:
+        notes.append(_psi_note(psi))
     return notes
+
+
+def _psi_note(psi: dict[str, Any]) -> str:
+    big = psi["sizes"].get("1000000")
+    rates = ", ".join(
+        f"{int(n):,} x {int(n):,} in {s['wall_s']:.1f} s "
+        f"({s['exponentiations_per_core_s']:,.0f} exponentiations per core-second)"
+        for n, s in psi["sizes"].items()
+    )
+    verdict = (
+        "1M x 1M target not run (quick mode)"
+        if big is None
+        else f"1M x 1M target <= {psi['target_1m_s']:.0f} s "
+        + ("met" if psi["target_met"] else "**not met**")
+    )
+    return (
+        f"- PSI: {rates}; SecretFlow's ECDH-PSI does "
+        f"{psi['secretflow_ops_per_core_s']:,.0f} per core-second; {verdict}."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -260,7 +260,7 @@ def _secure_noise(r: dict[str, Any]) -> list[str]:
     g = r["generator"]
     rate = g["normals_per_s"]
     out = [
-        "## Secure DP noise (ChaCha20 keystream) against seeded noise",
+        "## Secure DP noise (AES-256-CTR keystream) against seeded noise",
         "",
         f"Data: `{r['data']['node']}`, {r['data']['rows']:,} rows x {r['data']['features']} "
         f"features; shipped settings; median of {r['repeats']} interleaved repetitions. "
@@ -447,6 +447,10 @@ def render(results: dict[str, Any], notes: list[str]) -> str:
         lines += [*_secure_noise(results["secure_noise"]), ""]
     if "analytics" in results:
         lines += [*_analytics(results["analytics"]), ""]
+    if "psi_throughput" in results:
+        from confide.benchmarks.psi_throughput import render_lines
+
+        lines += [*render_lines(results["psi_throughput"]), ""]
     if notes:
         lines += ["## Targets and findings", "", *notes, ""]
     return "\n".join(lines)

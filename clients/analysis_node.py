@@ -33,8 +33,6 @@ from typing import Any
 
 import pandas as pd
 
-from confide.analytics import kmeans
-from confide.analytics import node as library
 from confide.analytics.policy_check import check_spec_against_policy
 from confide.analytics.spec import AnalysisSpec
 from confide.clients.node_data import prepare_columns
@@ -63,6 +61,21 @@ class AnalysisRefusal(ConfideError):
     """The node declines an analysis step; ``str(exc)`` is the one-line reason it sends back."""
 
 
+def _kmeans():
+    """The DP k-means library, imported on first use: it pulls in OpenDP, which every
+    ClientApp process would otherwise load (~1.3 s) even for training and vertical steps."""
+    from confide.analytics import kmeans
+
+    return kmeans
+
+
+def _library():
+    """The node-side DP analysis library (OpenDP), imported on first use."""
+    from confide.analytics import node as library
+
+    return library
+
+
 def plan(spec: AnalysisSpec) -> tuple[AnalysisStep, ...]:
     """The analysis's steps and each step's epsilon: the release (every part but segments),
     then the library's k-means steps (:func:`confide.analytics.kmeans.step_epsilon`)."""
@@ -70,7 +83,7 @@ def plan(spec: AnalysisSpec) -> tuple[AnalysisStep, ...]:
     if spec.segments is None:
         return analysis_plan(release)
     steps = range(spec.segments.iterations + 2)  # init, Lloyd iterations, final
-    return analysis_plan(release, [kmeans.step_epsilon(spec, i) for i in steps])
+    return analysis_plan(release, [_kmeans().step_epsilon(spec, i) for i in steps])
 
 
 def _step_index(spec: AnalysisSpec, request: AnalysisRequest, name: str) -> tuple[int, float]:
@@ -89,7 +102,7 @@ def _step_index(spec: AnalysisSpec, request: AnalysisRequest, name: str) -> tupl
 def _check_centroids(spec: AnalysisSpec, request: AnalysisRequest, name: str) -> None:
     """A k-means step after the init needs k centroids over the spec's features (checked
     before anything is charged: a malformed step costs nothing)."""
-    if request.step != "kmeans" or kmeans.step_kind(spec, request.iteration) == "init":
+    if request.step != "kmeans" or _kmeans().step_kind(spec, request.iteration) == "init":
         return
     segments = spec.segments
     assert segments is not None  # a kmeans step is in the plan only with segments
@@ -281,12 +294,12 @@ def answer_analysis(node: NodeSpec, request: AnalysisRequest) -> dict[str, Any]:
     source = f"node '{node.name}'"
     try:
         if request.step == "release":
-            return library.release_node(spec, frame, source)
-        release = kmeans.kmeans_node_step(
+            return _library().release_node(spec, frame, source)
+        release = _kmeans().kmeans_node_step(
             spec, frame, request.centroids, request.iteration, source=source
         )
-        if kmeans.step_kind(spec, request.iteration) == "final":
-            assigned = kmeans.assign_segments(spec, frame, request.centroids)
+        if _kmeans().step_kind(spec, request.iteration) == "final":
+            assigned = _kmeans().assign_segments(spec, frame, request.centroids)
             _write_segments(node, request.run_id, frame, assigned)
         return release
     except (ConfideError, PrivacyError) as exc:

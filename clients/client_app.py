@@ -11,28 +11,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from confide.clients.analysis_node import AnalysisRefusal, answer_analysis, node_from_config
 from confide.clients.audit import audit_mod
 from confide.clients.node_runtime import NodeRefusal, NodeRuntime
 from confide.clients.secure_mods import secure_mod
+from confide.clients.vertical_node import VerticalRefusal, answer_vertical
 from confide.code_identity import CodeMismatch, check_coordinator_code
 from confide.job import NodeSpec, parse_job
 from confide.modeling.errors import ConfideError
 from confide.modeling.factory import find_instantiation_key
 from confide.modeling.training_settings import NOISE_KINDS
+from confide.vertical_records import reply_records, request_from_records
 from confide.wire import (
     ANALYSIS_KEY,
     DP_STATE_KEY,
     STATUS_KEY,
     STATUS_OK,
     STATUS_REFUSED,
+    VERTICAL_KEY,
+    VERTICAL_STATE_KEY,
     AnalysisRequest,
     AnalysisWireError,
     Proposal,
     ProposalError,
+    VerticalWireError,
     encode_analysis_reply,
 )
 
@@ -109,6 +115,8 @@ def make_client_app(
 
     @client.query()
     def query(msg: Message, context: Context) -> Message:
+        if VERTICAL_KEY in msg.content.config_records:
+            return _vertical_query(msg, context, resolve_node)
         name = str(context.node_config.get("name", context.node_id))
         try:
             node = (resolve_node or analysis_node_from_deployment)(context)
@@ -125,6 +133,56 @@ def make_client_app(
         return _reply(msg, name, records, STATUS_OK)
 
     return client
+
+
+def _vertical_state(context: Context) -> dict[str, Any]:
+    """The node's own state of its current vertical run (never sent)."""
+    state: dict[str, Any] = {}
+    scalars = context.state.config_records.get(VERTICAL_STATE_KEY)
+    arrays = context.state.array_records.get(f"{VERTICAL_STATE_KEY}.arrays")
+    if scalars is not None:
+        state.update(dict(scalars))
+    if arrays is not None:
+        state.update({name: array.numpy() for name, array in arrays.items()})
+    return state
+
+
+def _keep_vertical_state(context: Context, state: dict[str, Any]) -> None:
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    context.state[VERTICAL_STATE_KEY] = ConfigRecord(
+        {k: v for k, v in state.items() if k not in arrays and v is not None}
+    )
+    context.state[f"{VERTICAL_STATE_KEY}.arrays"] = ArrayRecord(
+        {k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    )
+
+
+def _vertical_query(msg: Message, context: Context, resolve_node: NodeResolver | None) -> Message:
+    """A vertical step (:func:`clients.vertical_node.answer_vertical`). Under a SuperNode (no
+    ``resolve_node``) the node's noise is its own ``dp-noise`` (secure unless it says seeded);
+    in simulation it follows the job."""
+    name = str(context.node_config.get("name", context.node_id))
+    try:
+        node = (resolve_node or analysis_node_from_deployment)(context)
+        name = node.name
+        noise = None if resolve_node is not None else _deployment_noise(context)
+        request = request_from_records(msg.content)
+        state = _vertical_state(context)
+        reply = answer_vertical(node, request, state, noise)
+    except (AnalysisRefusal, VerticalRefusal, VerticalWireError, NodeRefusal) as exc:
+        return _reply(msg, name, {}, STATUS_REFUSED, str(exc))
+    _keep_vertical_state(context, state)
+    return _reply(msg, name, reply_records(reply), STATUS_OK)
+
+
+def _deployment_noise(context: Context) -> str:
+    noise = str(context.node_config.get("dp-noise") or "secure")
+    if noise not in NOISE_KINDS:
+        raise NodeRefusal(
+            f"SuperNode --node-config 'dp-noise' must be one of {', '.join(NOISE_KINDS)} "
+            "(rule: DP noise source)"
+        )
+    return noise
 
 
 def _optional_path(config: dict[str, Any], key: str) -> Path | None:

@@ -63,13 +63,21 @@ def simulate(
     from confide.job import preflight_config
 
     job = preflight_config(config)  # names, numbers, run directory, run ledger: no engine yet
-    preflight_data(job)  # every CSV node's data under its policy, before the engine loads
     nodes = job.nodes  # listed, or expanded from a source + partition
-    console.print(
-        f"Federation '{config['federation']['name']}': {len(nodes)} nodes, task "
-        f"'{config['task']['name']}', model '{config['model']['name']}', strategy "
-        f"'{config['strategy']['name']}', {config['rounds']} rounds"
-    )
+    if job.vertical is None:
+        preflight_data(job)  # every CSV node's data under its policy, before the engine loads
+        console.print(
+            f"Federation '{config['federation']['name']}': {len(nodes)} nodes, task "
+            f"'{config['task']['name']}', model '{config['model']['name']}', strategy "
+            f"'{config['strategy']['name']}', {config['rounds']} rounds"
+        )
+    else:  # the vertical driver checks every node's policy and data before the engine
+        console.print(
+            f"Vertical federation '{config['federation']['name']}': {len(nodes)} nodes "
+            f"(label node '{job.vertical.label_node}', join key '{job.vertical.join_key}'), "
+            f"task '{config['task']['name']}', model '{config['model']['name']}', PSI then "
+            f"split learning over {config['rounds']} x {config['train']['local_epochs']} epochs"
+        )
     from confide.simulations.simulate import simulate as run  # the engine: after preflight
     from confide.summary import dp_banner, print_summary, round_printer
 
@@ -150,20 +158,56 @@ def data_synth(
 
 @app.command()
 def score(
+    overrides: list[str] | None = _OVERRIDES,
     run: Path = typer.Option(..., "--run", help="A completed run directory."),
-    data: Path = typer.Option(..., "--data", help="CSV of records to score."),
-    policy: Path = typer.Option(..., "--policy", help="The node's policy file."),
+    data: Path | None = typer.Option(None, "--data", help="CSV of records to score."),
+    policy: Path | None = typer.Option(None, "--policy", help="The node's policy file."),
     out: Path = typer.Option(..., "--out", help="Output CSV (id, probability)."),
     keys: Path | None = typer.Option(None, "--keys", help="Key file (for pseudonymised ids)."),
+    config_dir: list[Path] | None = _CONFIG_DIR,
 ) -> None:
-    """Score new records with a run's global model, through the node's policy and encoding."""
+    """Score new records with a run's global model, through the node's policy and encoding.
+
+    A vertical run is scored by every party: give the federation whose nodes point at the new
+    records (``--config-dir DIR federation=NAME``); the label node writes the scores."""
     from confide.clients.scoring import score_file
     from confide.core.paths import check_output_path
+
+    if overrides or config_dir:
+        _score_vertical(run, out, overrides, config_dir)
+        return
+    if data is None or policy is None:
+        raise typer.BadParameter("--data and --policy are required to score a horizontal run")
 
     inputs = {"data file": data, "policy": policy, "key file": keys, "model": run / "model.pt"}
     check_output_path(out, inputs)  # refused before anything is read or written
     count = score_file(run, data, policy, out, keys)
     typer.echo(f"scored {count} rows -> {out}")
+
+
+def _score_vertical(
+    run: Path, out: Path, overrides: list[str] | None, config_dir: list[Path] | None
+) -> None:
+    from confide.clients.vertical_scoring import VerticalScoringError, score_vertical
+    from confide.core.paths import check_output_path
+    from confide.job import parse_job
+
+    job = parse_job(_compose(overrides, config_dir))
+    if job.vertical is None:
+        raise VerticalScoringError(
+            "config federation: --config-dir/overrides score a vertical run; a horizontal run "
+            "is scored with --data and --policy (rule: score)"
+        )
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    if metrics.get("kind") != "vertical" or metrics.get("outcome", {}).get("status") != "completed":
+        raise VerticalScoringError(f"{run}: not a completed vertical run (rule: score)")
+    inputs = {f"data of {n.name}": n.data for n in job.nodes if n.data is not None}
+    check_output_path(out, inputs)  # refused before anything is read or written
+    result = score_vertical(job, str(metrics["run_id"]), out)
+    typer.echo(
+        f"scored {result.scored} of the label node's {result.label_records} records "
+        f"(the ones every node holds) -> {out}"
+    )
 
 
 # --- feature commands: each feature registers itself here with one import and one line.

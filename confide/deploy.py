@@ -91,6 +91,14 @@ def deployment_job(config: Mapping[str, Any], insecure: bool = False) -> dict[st
         "name": str(config.get("federation", {}).get("name", "deployment")),
         "nodes": [{"name": "deployment", "data": NODE_LOCAL, "policy": NODE_LOCAL}],
     }
+    if parsed.vertical is not None:  # its vertical keys, and each node by name (its role)
+        federation = {k: v for k, v in config["federation"].items() if k != "nodes"}
+        job["federation"] = {
+            **json.loads(json.dumps(federation)),
+            "nodes": [
+                {"name": n.name, "data": NODE_LOCAL, "policy": NODE_LOCAL} for n in parsed.nodes
+            ],
+        }
     job["deployment"] = {"transport": "insecure" if insecure else "tls"}
     parse_job(job)
     return job

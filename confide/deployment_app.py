@@ -18,6 +18,7 @@ from confide.rundir import (
     federated_evaluation,
     finalise_analysis,
     finalise_run,
+    finalise_vertical,
     last_epsilons,
     run_ledger_path,
 )
@@ -28,9 +29,19 @@ from confide.server.analysis_app import (
     run_analysis_deployment,
 )
 from confide.server.server_app import DeploymentRun, run_deployment
+from confide.server.vertical_app import (
+    VerticalDeploymentRun,
+    is_vertical_run,
+    run_vertical_deployment,
+)
 from confide.simulations.reproducibility import reproducibility_record
 
-__all__ = ["app", "finalise_analysis_deployment", "finalise_deployment"]
+__all__ = [
+    "app",
+    "finalise_analysis_deployment",
+    "finalise_deployment",
+    "finalise_vertical_deployment",
+]
 
 
 def finalise_deployment(run: DeploymentRun) -> dict:
@@ -87,6 +98,28 @@ def finalise_analysis_deployment(run: AnalysisDeploymentRun) -> dict:
     return record
 
 
+def finalise_vertical_deployment(run: VerticalDeploymentRun) -> dict:
+    """Finish a deployment vertical run through the shared vertical finaliser (metrics,
+    curves, report, run-ledger record); returns the metrics. The coordinator holds no rows, no
+    policy and no budget ledger: no in-process baselines, and each node's epsilon is the one
+    it reported (the label node alone, from the protocol, is the baseline shown)."""
+    outcome = run.outcome
+    status = {"status": outcome.status, "reasons": outcome.reasons, "message": outcome.message}
+    return finalise_vertical(
+        run.run_dir,
+        job=run.job,
+        run_id=run.run_id,
+        outcome=status,
+        record=outcome.record,
+        baselines=None,
+        epsilon=outcome.epsilons,
+        policy_sha256={},
+        ledger_path=run_ledger_path(run.job.config, run.run_root),
+        write_report=write_report,
+        extra={"engine": "deployment", "seconds": run.seconds},
+    )
+
+
 app = ServerApp()
 
 
@@ -96,5 +129,8 @@ def deployment_main(grid: Grid, context: Context) -> None:
     its run directory."""
     if is_analysis_run(context):
         finalise_analysis_deployment(run_analysis_deployment(grid, context))
+        return
+    if is_vertical_run(context):
+        finalise_vertical_deployment(run_vertical_deployment(grid, context))
         return
     finalise_deployment(run_deployment(grid, context))

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from confide.modeling.errors import ConfideError
+from confide.job_error import JobError
 from confide.modeling.factory import ModelSpec, model_spec_from_config
 from confide.modeling.task_spec import TaskSpec
 from confide.modeling.tasks import parse_task
@@ -18,6 +18,7 @@ from confide.modeling.training_settings import NOISE_KINDS, DPSettings, TrainSet
 from confide.partition_spec import PartitionError, parse_partition
 from confide.settings import DeploymentSettings, SecureSettings, parse_deployment, parse_secure
 from confide.strategy_spec import StrategyConfigError, parse_strategy
+from confide.vertical_spec import VerticalSpec, parse_vertical
 
 __all__ = [
     "Job",
@@ -47,10 +48,6 @@ _NODE_KEYS = {
 }
 _SOURCE_KEYS = {"profile", "rows", "data", "policy", "keys"}
 _SYNTHETIC_POLICY = "pkg://confide.simulations/policies/synthetic_customers.yaml"
-
-
-class JobError(ConfideError):
-    """The composed config does not describe a valid job."""
 
 
 # Names become path components (run directory, node folders) and run-ledger ids.
@@ -225,6 +222,7 @@ class Job:
     test_fraction: float
     secure: SecureSettings = field(default_factory=SecureSettings)
     deployment: DeploymentSettings = field(default_factory=DeploymentSettings)
+    vertical: VerticalSpec | None = None  # None: a horizontal job (confide.vertical_spec)
 
     @property
     def federation(self) -> str:
@@ -331,17 +329,19 @@ def parse_job(config: Mapping[str, Any]) -> Job:
     if not 0 < test_fraction < 1:
         raise JobError("split.test_fraction must be in (0, 1) (rule: split)")
     model_spec_from_config(config.get("model"), "model")  # a registry name, never a class path
+    dp = _dp_settings(config.get("dp", {}))
     return Job(
         config=config,
         task=parse_task(config["task"], source="task config"),
         train=train,
-        dp=_dp_settings(config.get("dp", {})),
+        dp=dp,
         nodes=nodes,
         rounds=rounds,
         seed=_int(config.get("seed"), "seed", "seed", minimum=0),
         test_fraction=test_fraction,
         secure=parse_secure(config),
         deployment=parse_deployment(config),
+        vertical=parse_vertical(config, names, dp),
     )
 
 

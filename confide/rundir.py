@@ -258,3 +258,115 @@ def finalise_analysis(
         budget_ledgers=budget_ledgers,
         kind="analysis",
     )
+
+
+# --- vertical runs (split learning after PSI): the same directory and run ledger ------------
+# A vertical run directory holds ``config.yaml``, ``outcome.json``, ``metrics.json`` (``kind:
+# vertical``: the top model's aggregate test metrics, the PSI summary, per node its role,
+# features, epsilon (label DP and embedding DP separately) and what crossed its boundary, the
+# baselines), ``curves.json`` (score histograms of the top model and of the label node alone),
+# ``ledgers/<node>.json`` (where the coordinator holds them), ``report.html`` and one
+# run-ledger record. Every model stays at its node: there is no ``model.pt``.
+
+__all__ += ["finalise_vertical", "vertical_metrics"]
+
+
+def vertical_metrics(
+    job: Job,
+    run_id: str,
+    outcome: Mapping[str, Any],
+    record: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """metrics.json of a vertical run: its record, the baselines and the comparisons."""
+    metrics: dict[str, Any] = {"run_id": run_id, "kind": "vertical", "dp": dp_summary(job)}
+    vertical = {k: v for k, v in record.items() if k not in ("global", "curves", "label_alone")}
+    metrics["vertical"] = vertical
+    nodes = record.get("nodes", {})
+    metrics["nodes"] = {
+        name: {
+            "role": node.get("role"),
+            "features": node.get("features", []),
+            "epsilon": (node.get("dp") or {}).get("epsilon"),
+        }
+        for name, node in nodes.items()
+    }
+    if outcome.get("status") == "completed":
+        metrics["global"] = dict(record.get("global", {}))
+        label = str(record.get("label_node"))
+        entries: dict[str, Any] = {
+            f"local_only:{label}": {
+                "pooled": dict(record.get("label_alone", {})),
+                "epsilon": metrics["nodes"].get(label, {}).get("epsilon"),
+                "rows": record.get("train_rows"),
+                "source": "protocol",
+            }
+        }
+        for name, values in (baselines or {}).items():
+            entries[name] = {"pooled": dict(values), "source": "in-process, same split"}
+        metrics["baselines"] = entries
+        auc = metrics["global"].get("roc_auc")
+
+        def gap(name: str) -> float | None:
+            other = (entries.get(name) or {}).get("pooled", {}).get("roc_auc")
+            return None if auc is None or other is None else float(auc) - float(other)
+
+        metrics["comparison"] = {
+            "global_auc_minus_label_alone_auc": gap(f"local_only:{label}"),
+            "global_auc_minus_centralised_auc": gap("centralised_no_dp"),
+            "global_auc_minus_vertical_no_dp_auc": gap("vertical_no_dp"),
+        }
+    metrics["outcome"] = dict(outcome)
+    return metrics
+
+
+def finalise_vertical(
+    run_dir: Path,
+    *,
+    job: Job,
+    run_id: str,
+    outcome: Mapping[str, Any],
+    record: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]] | None,
+    epsilon: Mapping[str, float],
+    policy_sha256: Mapping[str, str],
+    ledger_path: Path,
+    write_report: Callable[[Path], Any],
+    ledgers: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    ledger_key: tuple[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Write metrics.json, curves.json, the ledger snapshots and report.html of a vertical run,
+    then append its record to the run ledger; returns the metrics. Both engines end a vertical
+    run here (``record``: the coordinator's record, :class:`confide.server.vertical_app.
+    VerticalOutcome`; ``baselines``: test metrics computed in-process on the same split, when
+    the driver holds the nodes' data, i.e. in simulation)."""
+    if ledgers is not None:
+        write_ledger_snapshots(run_dir, ledgers)
+    write_outcome(run_dir, outcome)
+    metrics = vertical_metrics(job, run_id, outcome, record, baselines)
+    metrics.update(extra or {})
+    curves = record.get("curves") or {}
+    if outcome.get("status") == "completed" and curves:
+        label = str(record.get("label_node"))
+        named = {"local_only:" + label if k == "label_alone" else k: v for k, v in curves.items()}
+        bins = len(next(iter(named.values()))["pos"])
+        atomic_write_text(run_dir / CURVES_FILE, json.dumps({"bins": bins, "pooled_test": named}))
+    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
+    write_report(run_dir)
+    append_run(
+        ledger_path,
+        run_id=run_id,
+        config=job.config,
+        policy_sha256=dict(policy_sha256),
+        epsilon=dict(epsilon),
+        model_path=None,  # every model of a vertical run stays at its node
+        outcome=str(outcome["status"]),
+        key=ledger_key if ledger_key is not None else load_ledger_key(),
+        budget_ledgers={
+            spec.name: (spec.default_ledger(), ledgers[spec.name])
+            for spec in job.nodes
+            if ledgers and spec.name in ledgers and (spec.ledger or spec.data) is not None
+        },
+    )
+    return metrics

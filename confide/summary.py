@@ -90,7 +90,7 @@ def dp_banner(console: Console, dp: dict[str, Any]) -> None:
     elif dp.get("noise") != "secure":
         console.print(
             "[yellow]DP noise is seeded (reproducible): fine for simulation; in deployment every "
-            "node draws it from a secure ChaCha20 keystream (dp.noise=secure).[/yellow]"
+            "node draws it from a secure AES-256-CTR keystream (dp.noise=secure).[/yellow]"
         )
 
 
@@ -122,6 +122,53 @@ def _print_survival(console: Console, metrics: dict[str, Any]) -> None:
         dp_banner(console, metrics["dp"])
 
 
+def _print_vertical(console: Console, metrics: dict[str, Any]) -> None:
+    """A vertical run: the top model against its baselines, the PSI summary, each node's ε."""
+    glob, vertical = metrics["global"], metrics.get("vertical", {})
+    psi = vertical.get("psi", {})
+    table = Table(title="Vertical model on the aligned held-out test rows")
+    for col in ("ROC-AUC", "PR-AUC", "log-loss", "Brier", "KS", "rows"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(_fmt(glob[k]) for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks")),
+        str(int(glob["n"])),
+    )
+    console.print(table)
+    console.print(
+        f"PSI on '{vertical.get('join_key')}': label node set "
+        f"{psi.get('label_set_size', 'padded')}, elements sent "
+        + ", ".join(f"{n} {c}" for n, c in (psi.get("feature_elements") or {}).items())
+        + f"; intersection {psi.get('intersection')} in {_fmt(psi.get('seconds'), 2)} s"
+    )
+    nodes = Table(title="Nodes")
+    for col in ("node", "role", "features", "ε spent", "label DP ε", "embedding DP ε"):
+        nodes.add_column(col, justify="right")
+    for name, node in vertical.get("nodes", {}).items():
+        dp, role = node.get("dp") or {}, node.get("role")
+        on = metrics["dp"]["enabled"]
+        release = _fmt(dp.get("release_epsilon"), 3) if on else "DP off"
+        nodes.add_row(
+            name,
+            str(role),
+            str(len(node.get("features") or [])),
+            _fmt(dp.get("epsilon"), 3) if on else "DP off",
+            release if role == "label" else "-",
+            release if role == "feature" else "-",
+        )
+    console.print(nodes)
+    base = Table(title="What joining buys (ROC-AUC on the aligned test rows)")
+    for col in ("model", "ROC-AUC", "vertical minus it"):
+        base.add_column(col, justify="right")
+    base.add_row("vertical (this run)", _fmt(glob["roc_auc"]), "")
+    for name, b in (metrics.get("baselines") or {}).items():
+        auc = b["pooled"].get("roc_auc")
+        gap = glob["roc_auc"] - auc if auc is not None else None
+        base.add_row(name, _fmt(auc), _fmt(gap) if gap is not None else "n/a")
+    console.print(base)
+    if not metrics["dp"]["enabled"]:
+        dp_banner(console, metrics["dp"])
+
+
 def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
     """Run directory, global test metrics, each node's ε, and the baselines."""
     outcome = metrics.get("outcome", {})
@@ -131,6 +178,9 @@ def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
         console.print(f"Report: [bold]{report}[/bold] (open in a browser)")
     if outcome.get("status") != "completed":
         console.print(f"[bold red]Run stopped:[/bold red] {outcome.get('message', '')}")
+        return
+    if metrics.get("kind") == "vertical":
+        _print_vertical(console, metrics)
         return
     glob = metrics["global"]
     if "c_index" in glob:  # a survival run

@@ -13,8 +13,10 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from confide.core.errors import ConfideError
 from confide.modeling.training_settings import NOISE_KINDS, DPSettings, TrainSettings
@@ -302,3 +304,274 @@ def analysis_plan(
         AnalysisStep("release", 0, float(release_epsilon)),
         *(AnalysisStep("kmeans", i, float(eps)) for i, eps in enumerate(kmeans_epsilons)),
     )
+
+
+# --- vertical training (secure linear or split learning): Flower messages of type QUERY -------
+# One ConfigRecord under VERTICAL_KEY in each direction (run id, step, the shared public job and
+# a small summary as JSON text, parsed like the analysis fields) and one ArrayRecord under the
+# same key holding the step's arrays: blinded group elements (uint8), released values (float32),
+# positions (int64), 32-byte keys (uint8), dealer values in Z_2^64 (uint64) and blobs sealed
+# end-to-end between the two nodes (uint8; the coordinator relays them and cannot open them).
+# Both sides check every array against the step's table (names, dtypes, one dimension, finite
+# values, sorted unique positions, key and blob sizes); an array the step does not expect is
+# refused. Nothing received is imported, unpickled or instantiated (Flower's arrays are NumPy
+# ``.npy`` bytes, read without pickle).
+
+__all__ += [
+    "VERTICAL_KEY",
+    "VERTICAL_STATE_KEY",
+    "VERTICAL_STEPS",
+    "VerticalReply",
+    "VerticalRequest",
+    "VerticalWireError",
+]
+
+VERTICAL_KEY = "confide.vertical"
+# The node's own context state of its current vertical run (PSI seed, secret order, alignment).
+VERTICAL_STATE_KEY = "confide.vertical.state"
+VERTICAL_STEPS = (
+    "vertical-check",
+    "psi-blind",
+    "psi-reblind",
+    "psi-match",
+    "vertical-bottom",
+    "vertical-top",
+    "vertical-share",
+    "vertical-solve",
+    "vertical-score",
+    "vertical-evaluate",
+)
+MAX_VERTICAL_ELEMENTS = 50_000_000  # entries per array: far above any federation's set size
+_BLINDED_SIZE = 32  # bytes per blinded group element (confide.privacy.psi.ELEMENT_SIZE)
+# kind of each array a step carries; "name:*" is one array per feature node ("name:<node>")
+_REQUEST_ARRAYS: dict[str, dict[str, str]] = {
+    "vertical-check": {},
+    "psi-blind": {},
+    "psi-reblind": {"m1": "blinded"},
+    "psi-match": {
+        "m2:*": "blinded",
+        "m3:*": "blinded",
+        # secure_linear: the feature node's pair key and the dealer's share for the label node
+        "pair_key:*?": "key",
+        "deal_cross_key:*?": "key",
+        "deal_cross_u:*?": "ring",
+        "deal_gram_key:*?": "key",
+        "deal_gram_u:*?": "ring",
+    },
+    "vertical-bottom": {"residual": "float", "test": "index", "train?": "index"},
+    "vertical-top": {"embedding:*": "float", "moments:*": "float", "test_embedding:*": "float"},
+    "vertical-share": {
+        "pair_key": "key",
+        "sealed_cross": "sealed",
+        "sealed_gram": "sealed",
+        "deal_cross_key": "key",
+        "deal_cross_t": "ring",
+        "deal_gram_key": "key",
+        "deal_gram_t": "ring",
+        "test": "index",
+    },
+    "vertical-solve": {
+        "masked_cross:*": "sealed",
+        "masked_gram:*": "sealed",
+        "share_cross:*": "sealed",
+        "share_gram:*": "sealed",
+    },
+    "vertical-score": {"weights": "float", "test": "index"},
+    "vertical-evaluate": {"test_logit:*": "float"},
+}
+_REPLY_ARRAYS: dict[str, dict[str, str]] = {
+    "vertical-check": {},
+    "psi-blind": {"m1": "blinded"},
+    "psi-reblind": {"m2": "blinded", "m3": "blinded", "pair_key?": "key"},
+    "psi-match": {
+        "residual:*?": "float",  # split_learning
+        "test:*": "index",
+        "train:*?": "index",
+        "pair_key:*?": "key",  # secure_linear: the label node's pair key and masked columns
+        "sealed_cross:*?": "sealed",
+        "sealed_gram:*?": "sealed",
+    },
+    "vertical-bottom": {"embedding": "float", "moments": "float", "test_embedding": "float"},
+    "vertical-top": {},
+    "vertical-share": {
+        "masked_cross": "sealed",
+        "masked_gram": "sealed",
+        "share_cross": "sealed",
+        "share_gram": "sealed",
+    },
+    "vertical-solve": {"weights:*": "float"},
+    "vertical-score": {"test_logit": "float"},
+    "vertical-evaluate": {},
+}
+_DTYPES = {
+    "blinded": "uint8",
+    "float": "float32",
+    "index": "int64",
+    "key": "uint8",  # a 32-byte X25519 public key or dealer key
+    "sealed": "uint8",  # an AES-GCM blob end-to-end between two nodes (the coordinator relays)
+    "ring": "uint64",  # dealer values in Z_2^64
+}
+_KEY_SIZE = 32
+
+
+class VerticalWireError(ConfideError):
+    """A vertical message is incomplete or malformed (one line, never quoting values)."""
+
+
+def _vertical_json(config: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+    try:
+        value = _json_field(config, key)
+    except AnalysisWireError as exc:
+        raise VerticalWireError(str(exc).replace("analysis", what, 1)) from None
+    if not isinstance(value, dict):
+        raise VerticalWireError(f"{what}: field '{key}' must be an object (rule: wire)")
+    return value
+
+
+def _vertical_dump(value: Mapping[str, Any], key: str, what: str) -> str:
+    try:
+        return _dump(dict(value), key)
+    except AnalysisWireError:
+        raise VerticalWireError(
+            f"{what}: field '{key}' is not plain finite JSON data (rule: wire)"
+        ) from None
+
+
+def _check_array(name: str, kind: str, array: Any, what: str) -> Any:
+    if not isinstance(array, np.ndarray) or array.ndim != 1 or str(array.dtype) != _DTYPES[kind]:
+        raise VerticalWireError(
+            f"{what}: array '{name}' must be one-dimensional {_DTYPES[kind]} (rule: wire)"
+        )
+    if array.size > MAX_VERTICAL_ELEMENTS:
+        raise VerticalWireError(
+            f"{what}: array '{name}' has more than {MAX_VERTICAL_ELEMENTS} entries (rule: wire)"
+        )
+    if kind == "blinded" and (array.size == 0 or array.size % _BLINDED_SIZE):
+        raise VerticalWireError(
+            f"{what}: array '{name}' must hold a positive whole number of "
+            f"{_BLINDED_SIZE}-byte group elements (rule: wire)"
+        )
+    if kind == "key" and array.size != _KEY_SIZE:
+        raise VerticalWireError(f"{what}: array '{name}' must hold {_KEY_SIZE} bytes (rule: wire)")
+    if kind == "sealed" and array.size <= 28:  # nonce (12) + tag (16) + at least one byte
+        raise VerticalWireError(f"{what}: array '{name}' is not a sealed blob (rule: wire)")
+    if kind == "float" and not bool(np.isfinite(array).all()):
+        raise VerticalWireError(f"{what}: array '{name}' holds a non-finite number (rule: wire)")
+    if kind == "index" and array.size and (array[0] < 0 or bool((np.diff(array) <= 0).any())):
+        raise VerticalWireError(
+            f"{what}: array '{name}' must hold increasing non-negative positions (rule: wire)"
+        )
+    return array
+
+
+def _check_arrays(table: Mapping[str, str], arrays: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Every array the step expects, and nothing else; per-node arrays name safe node names and
+    come as complete groups (each node has every required per-node array of the step). A name
+    ending in ``?`` is optional (the aligned training positions, with ``psi.reveal_to: all``)."""
+    optional = {n[:-1] for n in table if n.endswith("?")}
+    clean = {n.rstrip("?"): k for n, k in table.items()}
+    fixed = {n: k for n, k in clean.items() if not n.endswith(":*")}
+    per_node = {n[:-2]: k for n, k in clean.items() if n.endswith(":*")}
+    required = {b for b in per_node if f"{b}:*" not in optional}
+    out: dict[str, Any] = {}
+    nodes: dict[str, set[str]] = {}
+    for name, array in arrays.items():
+        base, sep, node = str(name).partition(":")
+        if not sep and name in fixed:
+            out[name] = _check_array(name, fixed[name], array, what)
+        elif sep and base in per_node and _SAFE_NODE.fullmatch(node) and ".." not in node:
+            out[name] = _check_array(name, per_node[base], array, what)
+            nodes.setdefault(node, set()).add(base)
+        else:
+            raise VerticalWireError(f"{what}: unexpected array for this step (rule: wire)")
+    missing = [n for n in fixed if n not in out and n not in optional]
+    if missing:
+        raise VerticalWireError(f"{what}: array '{missing[0]}' is missing (rule: wire)")
+    if per_node and (not nodes or any(not required <= bases for bases in nodes.values())):
+        raise VerticalWireError(
+            f"{what}: every feature node needs the arrays {', '.join(sorted(required))} "
+            "(rule: wire)"
+        )
+    return out
+
+
+_SAFE_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _vertical_step(step: Any, what: str) -> str:
+    if step not in VERTICAL_STEPS:
+        raise VerticalWireError(
+            f"{what}: field 'step' must be one of {', '.join(VERTICAL_STEPS)} (rule: wire)"
+        )
+    return str(step)
+
+
+@dataclass(frozen=True)
+class VerticalRequest:
+    """One step of a vertical run the coordinator asks of a node: the run id (the node's
+    budget-ledger entry and PSI domain), the step, the shared public job (task, model, train,
+    DP proposal, seed, split and the federation's vertical keys; no node-local path) and the
+    step's arrays (:data:`numpy.ndarray` by name, checked against the step's table)."""
+
+    run_id: str
+    step: str
+    job: dict[str, Any]
+    arrays: dict[str, Any] = field(default_factory=dict)
+
+    def to_config(self) -> dict[str, Any]:
+        """The ConfigRecord entries (str only); the arrays travel separately."""
+        what = "vertical message"
+        return {
+            "run-id": self.run_id,
+            "step": _vertical_step(self.step, what),
+            "job": _vertical_dump(self.job, "job", what),
+        }
+
+    @classmethod
+    def from_parts(cls, config: Mapping[str, Any], arrays: Mapping[str, Any]) -> VerticalRequest:
+        """Parse and check a received request; raises :class:`VerticalWireError`."""
+        what = "vertical message"
+        if set(config) != {"run-id", "step", "job"}:
+            raise VerticalWireError(
+                f"{what}: the record must hold exactly run-id, step and job (rule: wire)"
+            )
+        run_id = config.get("run-id")
+        if not isinstance(run_id, str) or not _ANALYSIS_RUN_ID.fullmatch(run_id):
+            raise VerticalWireError(
+                f"{what}: field 'run-id' must be 1-200 characters of [A-Za-z0-9_.:+-] (rule: wire)"
+            )
+        step = _vertical_step(config.get("step"), what)
+        job = _vertical_json(config, "job", what)
+        return cls(run_id, step, job, _check_arrays(_REQUEST_ARRAYS[step], arrays, what))
+
+    def checked_arrays(self) -> dict[str, Any]:
+        """This request's arrays checked against its step's table (the sender's own check)."""
+        return _check_arrays(_REQUEST_ARRAYS[self.step], self.arrays, "vertical message")
+
+
+@dataclass(frozen=True)
+class VerticalReply:
+    """A node's answer to one step: a summary (JSON-ready numbers: set sizes, epsilon,
+    aggregate metrics; no rows, no ids) and the step's arrays."""
+
+    step: str
+    summary: dict[str, Any]
+    arrays: dict[str, Any] = field(default_factory=dict)
+
+    def to_config(self) -> dict[str, Any]:
+        """The ConfigRecord entries (str only); the arrays travel separately."""
+        what = "vertical reply"
+        _check_arrays(_REPLY_ARRAYS[_vertical_step(self.step, what)], self.arrays, what)
+        return {"step": self.step, "summary": _vertical_dump(self.summary, "summary", what)}
+
+    @classmethod
+    def from_parts(cls, config: Mapping[str, Any], arrays: Mapping[str, Any]) -> VerticalReply:
+        """Parse and check a received reply; raises :class:`VerticalWireError`."""
+        what = "vertical reply"
+        if set(config) != {"step", "summary"}:
+            raise VerticalWireError(
+                f"{what}: the record must hold exactly step and summary (rule: wire)"
+            )
+        step = _vertical_step(config.get("step"), what)
+        summary = _vertical_json(config, "summary", what)
+        return cls(step, summary, _check_arrays(_REPLY_ARRAYS[step], arrays, what))

@@ -13,7 +13,18 @@ from dataclasses import dataclass
 __all__ = ["SCOPES", "SEVERITIES", "Finding", "Rule", "by_id"]
 
 SEVERITIES = ("ERROR", "WARN", "INFO")
-SCOPES = ("parse", "column", "policy", "job", "scan", "transform", "keys", "config", "analysis")
+SCOPES = (
+    "parse",
+    "column",
+    "policy",
+    "job",
+    "scan",
+    "transform",
+    "keys",
+    "config",
+    "analysis",
+    "vertical",
+)
 
 
 @dataclass(frozen=True)

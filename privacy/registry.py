@@ -33,6 +33,7 @@ from . import (
     review_rules,
     rules,
     values,
+    vertical_rules,
 )
 from .findings import SCOPES, SEVERITIES, Finding, Rule, by_id
 
@@ -59,6 +60,7 @@ DEFINING_MODULES = (
     pii_scan,
     review_rules,
     analysis_rules,
+    vertical_rules,
 )
 
 
@@ -84,6 +86,8 @@ _SCOPE_TEXT = {
     "(`privacy.rules.evaluate_job`)",
     "analysis": "a DP analysis on one node, by the node before anything is computed and by "
     "`confide audit analysis=NAME` (`analytics.policy_check`, `privacy.analysis_rules`)",
+    "vertical": "a vertical job: every node's policy against the task, the join key and the "
+    "label node, at job start and by `confide audit` (`privacy.vertical_rules`)",
     "parse": "enforced while a policy file is read (`privacy.policy.load_policy`)",
     "column": "each policy column, at parse time",
     "policy": "the whole parsed policy, at parse time",

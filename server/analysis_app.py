@@ -15,9 +15,7 @@ whose query handler answers these messages from each node's own ``--node-config`
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +32,15 @@ from confide.core.errors import ConfideError
 from confide.core.files import atomic_write_text
 from confide.job import Job, parse_job
 from confide.rundir import CONFIG_FILE, write_outcome
+from confide.server.queries import (
+    ProtocolStopped,
+    ReplyRejected,
+    connected_node_ids,
+    send_queries,
+    shared_job,
+)
 from confide.wire import (
     ANALYSIS_KEY,
-    STATUS_KEY,
-    STATUS_OK,
     AnalysisRequest,
     AnalysisStep,
     AnalysisWireError,
@@ -60,16 +63,12 @@ __all__ = [
 OnStep = Callable[[AnalysisStep, int], None]
 
 
-class AnalysisStopped(Exception):
+class AnalysisStopped(ProtocolStopped):
     """A node refused a step or did not answer; ``reasons`` maps node to its reason."""
 
     def __init__(self, step: AnalysisStep, reasons: Mapping[str, str]) -> None:
         self.step = step
-        self.reasons = dict(reasons)
-        super().__init__(
-            f"analysis stopped at step {step.step} {step.iteration}: "
-            + "; ".join(f"{n}: {r}" for n, r in sorted(self.reasons.items()))
-        )
+        super().__init__(f"analysis stopped at step {step.step} {step.iteration}", reasons)
 
 
 @dataclass
@@ -113,30 +112,20 @@ def _ask(
         )
         for node_id in node_ids
     ]
-    releases: dict[str, dict[str, Any]] = {}
-    reasons: dict[str, str] = {}
-    answered: set[int] = set()
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        source = reply.metadata.src_node_id
-        answered.add(source)
-        if reply.has_error():
-            reasons[f"node {source}"] = f"the node's app failed ({reply.error.reason})"
-            continue
-        status = reply.content.config_records.get(STATUS_KEY)
-        name = str(status.get("node", source)) if status is not None else f"node {source}"
-        if status is None or status.get("status") != STATUS_OK:
-            reason = str(status.get("reason", "")) if status is not None else "no status record"
-            reasons[name] = reason or "refused without a reason"
-            continue
+
+    def decode(content: RecordDict) -> dict[str, Any]:
         try:
-            releases[name] = decode_analysis_reply(dict(reply.content.config_records[ANALYSIS_KEY]))
-        except (KeyError, AnalysisWireError) as exc:
-            reasons[name] = str(exc) if isinstance(exc, AnalysisWireError) else "no release"
-            continue
+            return decode_analysis_reply(dict(content.config_records[ANALYSIS_KEY]))
+        except KeyError:
+            raise ReplyRejected("no release") from None
+        except AnalysisWireError as exc:
+            raise ReplyRejected(str(exc)) from None
+
+    accepted, reasons = send_queries(grid, messages, node_ids, timeout, decode)
+    releases: dict[str, dict[str, Any]] = {}
+    for _, name, release in accepted:
+        releases[name] = release
         done[name] = done.get(name, 0) + 1
-    for node_id in node_ids:
-        if node_id not in answered:
-            reasons[f"node {node_id}"] = f"no reply within {timeout:g} s"
     if reasons:
         raise AnalysisStopped(step, reasons)
     return releases
@@ -155,17 +144,9 @@ def _charged(
 def _connected(grid: Grid, expected: int, timeout: float) -> list[int]:
     """The grid's node ids once ``expected`` nodes are connected (deployment: SuperNodes may
     still be connecting); fewer after ``timeout`` seconds stops the analysis."""
-    deadline = time.monotonic() + timeout
-    while len(node_ids := sorted(grid.get_node_ids())) < expected:
-        if time.monotonic() > deadline:
-            raise AnalysisStopped(
-                AnalysisStep("release", 0, 0.0),
-                {
-                    "federation": f"{len(node_ids)} of {expected} nodes connected within "
-                    f"{timeout:g} s"
-                },
-            )
-        time.sleep(1.0)
+    node_ids, missing = connected_node_ids(grid, expected, timeout)
+    if missing is not None:
+        raise AnalysisStopped(AnalysisStep("release", 0, 0.0), {"federation": missing})
     return node_ids
 
 
@@ -264,21 +245,17 @@ class AnalysisDeploymentRun:
     outcome: AnalysisOutcome
 
 
-def _shared_job(context: Context) -> dict[str, Any]:
-    return json.loads(str(context.run_config["confide-job"]))
-
-
 def is_analysis_run(context: Context) -> bool:
     """Whether the deployment's shared job (``confide-job``) selects an analysis."""
     raw = context.run_config.get("confide-job")
-    return bool(raw) and bool(_shared_job(context).get("analysis"))
+    return bool(raw) and bool(shared_job(context).get("analysis"))
 
 
 def run_analysis_deployment(grid: Grid, context: Context) -> AnalysisDeploymentRun:
     """Deployment: the analysis travels in the shared job (``confide deploy analysis=NAME``);
     the run directory is ``<confide-run-dir>/<run id>``. Runs the plan; the caller finalises.
     Each SuperNode answers from its own ``--node-config``, policy and budget ledger."""
-    job = parse_job(_shared_job(context))
+    job = parse_job(shared_job(context))
     spec = load_analysis_spec(job.config["analysis"], "run config 'confide-job' analysis")
     run_root = Path(str(context.run_config.get("confide-run-dir", "runs")))
     run_id = str(context.run_id)

@@ -37,9 +37,8 @@ from confide.rundir import CONFIG_FILE, finalise_analysis, run_ledger_path
 from confide.server.analysis_app import AnalysisOutcome, analysis_record, run_analysis
 from confide.simulations.federation import materialize_synthetic_nodes
 from confide.simulations.simulate import (
-    SimulationEngineError,
     engine_backend_config,
-    run_engine,
+    run_coordinator,
     start_engine,
 )
 
@@ -157,29 +156,25 @@ def analyze(config: Mapping[str, Any], verbose: bool = False, on_step=None) -> A
         yaml.safe_dump(_resolved_config(job), allow_unicode=True, sort_keys=False),
     )
     timeout = float(job.config["run"]["timeout_s"])
-    holder: dict[str, AnalysisOutcome] = {}
 
-    def body(grid: Grid) -> None:
-        holder["outcome"] = run_analysis(grid, spec, run_id, timeout, on_step, len(job.nodes))
+    def make_body(holder: dict[str, Any]) -> Callable[[Grid], None]:
+        def body(grid: Grid) -> None:
+            holder["outcome"] = run_analysis(grid, spec, run_id, timeout, on_step, len(job.nodes))
 
-    failure = run_engine(
+        return body
+
+    outcome: AnalysisOutcome = run_coordinator(
         job,
+        run_id,
         run_dir,
-        lambda watch: watch.server_app(job, run_id, run_dir, body=body),
+        make_body,
         make_client_app(_no_training, resolve_node=_node_resolver(job)),
         backend,
         verbose,
+        "analysis",
     )
-    if failure is not None or "outcome" not in holder:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        name = type(failure).__name__ if failure is not None else "no outcome"
-        raise SimulationEngineError(
-            f"simulation engine: stopped before the analysis ended ({name}); the partial run "
-            "directory was removed (rule: simulation engine)"
-        ) from failure
     from confide.reports.analysis import render_analysis_html
 
-    outcome = holder["outcome"]
     record = analysis_record(
         spec,
         run_id,

@@ -25,6 +25,7 @@ from confide.privacy.keys import new_keyring_file
 from confide.simulations.node_profiles import get_profile
 from confide.simulations.partitioning import describe_partition, parse_partition, partition_indices
 from confide.simulations.synth import generate_customers, write_node_csv
+from confide.simulations.vertical_synth import write_vertical_nodes
 
 __all__ = ["PARTITION_FILE", "materialize_synthetic_nodes", "node_folder"]
 
@@ -88,6 +89,8 @@ def _split_source(job: Job, nodes_root: Path) -> dict[int, Path]:
 def materialize_synthetic_nodes(job: Job, nodes_root: Path) -> Job:
     """Write data and keys for every synthetic or partitioned node; returns the job with
     concrete paths."""
+    if job.vertical is not None and any(n.synthetic for n in job.nodes):
+        return write_vertical_nodes(job, nodes_root)  # one population for both nodes
     pending = any(n.part is not None and n.data is None for n in job.nodes)
     parts = _split_source(job, nodes_root) if pending else {}
     nodes = []

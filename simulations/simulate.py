@@ -67,6 +67,7 @@ __all__ = [
     "preflight",
     "prepare_run_dir",
     "ray_address",
+    "run_coordinator",
     "run_engine",
     "simulate",
     "start_engine",
@@ -316,6 +317,39 @@ def run_engine(
     return None
 
 
+def run_coordinator(
+    job: Job,
+    run_id: str,
+    run_dir: Path,
+    make_body: Callable[[dict[str, Any]], Callable[[Grid], None]],
+    client_app: ClientApp,
+    backend: tuple[str, dict[str, Any]],
+    verbose: bool,
+    what: str,
+) -> Any:
+    """Run a multi-step protocol's coordinator (``make_body(holder)``, which puts its result in
+    ``holder["outcome"]``) on the simulation engine; returns that outcome. An engine failure or
+    a body that ended without an outcome removes the partial run directory and raises
+    :class:`SimulationEngineError` naming ``what`` did not end."""
+    holder: dict[str, Any] = {}
+    failure = run_engine(
+        job,
+        run_dir,
+        lambda watch: watch.server_app(job, run_id, run_dir, body=make_body(holder)),
+        client_app,
+        backend,
+        verbose,
+    )
+    if failure is not None or "outcome" not in holder:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        name = type(failure).__name__ if failure is not None else "no outcome"
+        raise SimulationEngineError(
+            f"simulation engine: stopped before the {what} ended ({name}); the partial run "
+            "directory was removed (rule: simulation engine)"
+        ) from failure
+    return holder["outcome"]
+
+
 def _simulation_resolver(job: Job):
     """The node resolver of a simulation's ClientApp: what it carries per message is a
     reference to the job, not the job, which grows with the federation (:class:`JobHandle`)."""
@@ -388,28 +422,43 @@ def _pooled_evaluation(job: Job, run_dir: Path, nodes: list[NodeData]) -> Evalua
     return Evaluation(global_metrics, per_node, curves, HISTOGRAM_BINS, extra)
 
 
-def simulate(
-    cfg_container: dict[str, Any],
-    on_round_end=None,
-    verbose: bool = False,
-) -> SimulationResult:
-    """Run the composed config on the simulation engine; returns the run directory and metrics."""
-    # Preflight, nothing written yet: names, numbers and types, the run directory's place,
-    # the run ledger's integrity, every CSV node's data under its policy, then the engine.
-    job = preflight_config(cfg_container)
-    dropout_rate(job.config)
+def _simulate_vertical(job: Job, verbose: bool) -> SimulationResult:
+    """A vertical job on the same engine start, run directory and finaliser as a horizontal
+    one; the vertical pieces are :mod:`confide.simulations.vertical_run`'s."""
+    from confide.simulations import vertical_run as vertical
+
     started = datetime.now(UTC)
-    preflight(job, [n for n in job.nodes if n.data is not None])
-    backend_name, backend_config = engine_backend_config(job, verbose)
+    job = vertical.preflight_vertical(job)  # every policy and every CSV node, nothing written
+    backend = engine_backend_config(job, verbose)
     run_id, run_dir = prepare_run_dir(job.config)
-    start_engine(backend_config)
+    start_engine(backend[1])
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        synthetic = [n.name for n in job.nodes if n.data is None]
         job = materialize_synthetic_nodes(job, run_dir / "nodes")
-        nodes = preflight(job)
+        if synthetic:  # their data exists now: the same node checks, then the overlap
+            job = vertical.preflight_vertical(job, [n for n in job.nodes if n.name in synthetic])
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written stays behind
         raise
+    _write_resolved_config(job, run_dir)
+    outcome = run_coordinator(
+        job,
+        run_id,
+        run_dir,
+        lambda holder: vertical.vertical_body(job, run_id, holder),
+        vertical.vertical_client_app(job),
+        backend,
+        verbose,
+        "vertical run",
+    )
+    extra = {"reproducibility": reproducibility_record(job.config, started)}
+    metrics = vertical.finish_vertical(job, run_id, run_dir, outcome, extra)
+    return SimulationResult(run_dir, outcome.status, metrics)
+
+
+def _write_resolved_config(job: Job, run_dir: Path) -> None:
+    """config.yaml: the composed config with each node's resolved settings."""
     resolved = dict(job.config)
     resolved["federation"] = {
         **job.config["federation"],
@@ -425,6 +474,33 @@ def simulate(
     atomic_write_text(
         run_dir / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False)
     )
+
+
+def simulate(
+    cfg_container: dict[str, Any],
+    on_round_end=None,
+    verbose: bool = False,
+) -> SimulationResult:
+    """Run the composed config on the simulation engine; returns the run directory and metrics."""
+    # Preflight, nothing written yet: names, numbers and types, the run directory's place,
+    # the run ledger's integrity, every CSV node's data under its policy, then the engine.
+    job = preflight_config(cfg_container)
+    if job.vertical is not None:  # split learning after PSI (docs/vertical.md)
+        return _simulate_vertical(job, verbose)
+    dropout_rate(job.config)
+    started = datetime.now(UTC)
+    preflight(job, [n for n in job.nodes if n.data is not None])
+    backend_name, backend_config = engine_backend_config(job, verbose)
+    run_id, run_dir = prepare_run_dir(job.config)
+    start_engine(backend_config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        job = materialize_synthetic_nodes(job, run_dir / "nodes")
+        nodes = preflight(job)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written stays behind
+        raise
+    _write_resolved_config(job, run_dir)
     failure = run_engine(
         job,
         run_dir,

@@ -18,7 +18,8 @@ from typing import Any
 
 from confide import job as job_module
 from confide.clients.node_data import train_rows
-from confide.job import JobError, NodeSpec, resolve_path
+from confide.core.errors import ConfideError
+from confide.job import Job, JobError, NodeSpec, parse_job, preflight_config, resolve_path
 from confide.privacy import RULES, Finding, Policy, PolicyError, load_policy
 from confide.privacy.budget_ledger import BudgetLedger, LedgerError
 from confide.privacy.reader import CsvFormatError, open_csv
@@ -31,6 +32,7 @@ __all__ = [
     "client_dp_text",
     "column_views",
     "data_facts",
+    "job_or_error",
     "keys_status",
     "ledger_path",
     "load_node_policy",
@@ -91,6 +93,24 @@ class NodeView:
 
 
 # --------------------------------------------------------------------------- nodes
+
+
+def job_or_error(config: Mapping[str, Any]) -> tuple[Job | None, str | None]:
+    """The job as a run parses it, or None, and the one-line reason a run would refuse to
+    start (the job itself, then the run's own preflight), or None."""
+    try:
+        job = parse_job(config)
+    except ConfideError as exc:
+        return None, str(exc)
+    except KeyError as exc:
+        return None, f"config key {exc.args[0]!r} is missing (rule: config)"
+    except (TypeError, ValueError) as exc:
+        return None, f"config value has the wrong type ({type(exc).__name__}) (rule: config)"
+    try:  # the run's own preflight: run directory inside run.root, run-ledger integrity
+        preflight_config(config)
+    except ConfideError as exc:
+        return job, str(exc)
+    return job, None
 
 
 def tolerant_nodes(config: Mapping[str, Any]) -> list[NodeSpec]:

@@ -196,7 +196,8 @@ def render_html(report: AuditReport) -> str:
 
 
 def render(report: AuditReport, fmt: str) -> str:
-    """Render in ``fmt`` (md, json or html); an analysis review by its own renderer."""
+    """Render in ``fmt`` (md, json or html); an analysis or a vertical review by its own
+    renderer."""
     renderers = {"md": render_markdown, "json": render_json, "html": render_html}
     if fmt not in renderers:
         raise AuditFormatError(f"--format must be one of {', '.join(FORMATS)} (rule: audit format)")
@@ -206,4 +207,10 @@ def render(report: AuditReport, fmt: str) -> str:
         from .analysis_render import render_analysis
 
         return render_analysis(report, fmt)
+    from .vertical import VerticalAudit
+
+    if isinstance(report, VerticalAudit):
+        from .vertical_render import render_vertical
+
+        return render_vertical(report, fmt)
     return renderers[fmt](report)

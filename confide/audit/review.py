@@ -20,8 +20,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from confide.config import compose_config, to_container
-from confide.core.errors import ConfideError
-from confide.job import Job, parse_job, preflight_config
 from confide.privacy import (
     ConfigReview,
     Finding,
@@ -39,6 +37,7 @@ from .facts import (
     client_dp_text,
     column_views,
     data_facts,
+    job_or_error,
     keys_status,
     load_node_policy,
     message_lines,
@@ -96,22 +95,6 @@ class AuditReport(Verdict):
 # --------------------------------------------------------------------------- audit
 
 
-def _job_or_error(config: Mapping[str, Any]) -> tuple[Job | None, str | None]:
-    try:
-        job = parse_job(config)
-    except ConfideError as exc:
-        return None, str(exc)
-    except KeyError as exc:
-        return None, f"config key {exc.args[0]!r} is missing (rule: config)"
-    except (TypeError, ValueError) as exc:
-        return None, f"config value has the wrong type ({type(exc).__name__}) (rule: config)"
-    try:  # the run's own preflight: run directory inside run.root, run-ledger integrity
-        preflight_config(config)
-    except ConfideError as exc:
-        return job, str(exc)
-    return job, None
-
-
 def audit_config(
     config: Mapping[str, Any],
     *,
@@ -120,9 +103,21 @@ def audit_config(
     overrides: Sequence[str] = (),
     config_dirs: Sequence[str | Path] = (),
 ) -> AuditReport:
-    """Review a resolved config (plain dicts); see :func:`audit` for composing one."""
+    """Review a resolved config (plain dicts); see :func:`audit` for composing one. A
+    ``kind: vertical`` federation is reviewed as a vertical job (:mod:`confide.audit.vertical`).
+    """
     config = dict(config)
-    job, job_error = _job_or_error(config)
+    if (config.get("federation") or {}).get("kind") == "vertical":
+        from .vertical import audit_vertical_config
+
+        return audit_vertical_config(  # type: ignore[return-value]
+            config,
+            raw_config=raw_config,
+            baseline=baseline,
+            overrides=overrides,
+            config_dirs=config_dirs,
+        )
+    job, job_error = job_or_error(config)
     task = config.get("task") or {}
     if job is not None:
         features, label = job.task.feature_names, job.task.label.name
@@ -241,7 +236,8 @@ def audit_config(
 
 def audit(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()) -> AuditReport:
     """Compose the config exactly as a run would (same functions, same overrides) and review it
-    (a config with an ``analysis`` section: the analysis, :mod:`confide.audit.analysis`).
+    (a config with an ``analysis`` section: the analysis, :mod:`confide.audit.analysis`; a
+    ``kind: vertical`` federation: the vertical job, :mod:`confide.audit.vertical`).
 
     Overrides are judged against the same composition without them (``OVERRIDE-WIDENS``).
     """

@@ -27,8 +27,8 @@ class Spy:
     def __init__(self, monkeypatch) -> None:
         self.calls: list[str] = []
         real_load = analysis_node.prepare_columns
-        library = analysis_node.library
-        kmeans = analysis_node.kmeans
+        library = analysis_node._library()  # the modules the node imports on first use
+        kmeans = analysis_node._kmeans()
 
         def load(*args, **kwargs):
             self.calls.append("read data")

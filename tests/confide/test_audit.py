@@ -58,7 +58,12 @@ def shipped_options() -> list[list[str]]:
         "experiment",
     ):
         for option in options(group):
-            extra = ["federation=default_research"] if (group, option) == ("dp", "off") else []
+            extra = {
+                ("dp", "off"): ["federation=default_research"],
+                ("federation", "bank_ecommerce"): ["task=joint_churn"],  # a vertical job
+                ("federation", "bank_ecommerce_split"): ["task=joint_churn"],
+                ("task", "joint_churn"): ["federation=bank_ecommerce"],
+            }.get((group, option), [])
             out.append([f"{group}={option}", *extra])
     return out
 

@@ -14,6 +14,12 @@ from .privacy_budget import privacy_budget
 from .summary import stopped_summary, summary
 from .survival import survival_calibration, survival_curves, survival_rounds, survival_summary
 from .training import training
+from .vertical import (
+    vertical_protocol,
+    vertical_stopped_summary,
+    vertical_subtitle,
+    vertical_summary,
+)
 
 __all__ = [
     "calibration",
@@ -32,4 +38,8 @@ __all__ = [
     "survival_rounds",
     "survival_summary",
     "training",
+    "vertical_protocol",
+    "vertical_stopped_summary",
+    "vertical_subtitle",
+    "vertical_summary",
 ]
