@@ -18,8 +18,9 @@ development machine (one core, Python loop included, 20k elements):
 
 A 1M x 1M run needs 4M exponentiations and 2M hashes to the group (libsodium's Elligator 2,
 about 30k per core-second): by these rates about 118 s on two idle cores with X25519 against
-about 148 s with ristretto255, and X25519 needs no system library. Measured on the shared
-machine (``python -m confide.benchmarks --only psi``): 1M x 1M in 137 s, 100k x 100k in 12 s.
+about 148 s with ristretto255, and X25519 needs no system library. Measured
+(``python -m confide.benchmarks --only psi``, BENCHMARKS.md): 1M x 1M in 112.9 s, 100k x 100k in
+11.6 s, about 17.7k exponentiations per core-second with two workers.
 
 Security is that of ristretto255 for this use: the hash lands in the prime-order subgroup of
 the curve (Elligator 2 with cofactor clearing, never the twist, so an element carries no
