@@ -14,7 +14,6 @@ value is read.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +35,9 @@ from confide.privacy import (
 from confide.privacy.analysis_rules import AnalysisBudget, analysis_budget_findings
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.review_rules import FEDERATION
-from confide.privacy.run_ledger import canonical_json
 
 from .facts import (
+    config_sha256,
     data_facts,
     keys_status,
     ledger_path,
@@ -398,7 +397,7 @@ def audit_analysis_config(
         federation=str((config.get("federation") or {}).get("name", "?")),
         overrides=list(overrides),
         config_dirs=[str(d) for d in config_dirs],
-        config_sha256=hashlib.sha256(canonical_json(config)).hexdigest(),  # as run ledger
+        config_sha256=config_sha256(config),
         epsilon=spec.epsilon if spec else None,
         delta=spec.delta if spec else None,
         transport=transport_text(config),

@@ -8,6 +8,7 @@ Nodes are the runtime's :class:`confide.job.NodeSpec`, parsed by :func:`confide.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -23,7 +24,8 @@ from confide.job import Job, JobError, NodeSpec, parse_job, preflight_config, re
 from confide.privacy import RULES, Finding, Policy, PolicyError, load_policy
 from confide.privacy.budget_ledger import BudgetLedger, LedgerError
 from confide.privacy.reader import CsvFormatError, open_csv
-from confide.privacy.review_rules import transport
+from confide.privacy.review_rules import FEDERATION, transport
+from confide.privacy.run_ledger import canonical_json
 from confide.settings import parse_secure
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "NodeView",
     "client_dp_text",
     "column_views",
+    "config_sha256",
     "data_facts",
     "job_or_error",
     "keys_status",
@@ -40,6 +43,7 @@ __all__ = [
     "node_ledger",
     "output_lines",
     "raw_policy",
+    "route_findings",
     "sample_dp",
     "secagg_text",
     "tolerant_nodes",
@@ -93,6 +97,24 @@ class NodeView:
 
 
 # --------------------------------------------------------------------------- nodes
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """SHA-256 of the resolved config's canonical JSON (the run ledger records the same)."""
+    return hashlib.sha256(canonical_json(config)).hexdigest()
+
+
+def route_findings(findings: Sequence[Finding], views: Sequence[Any]) -> list[Finding]:
+    """Append each finding about a reviewed node to that node's view (``name``,
+    ``findings``); return the rest, the federation's findings, in order."""
+    by_node = {v.name: v for v in views}
+    federation = []
+    for finding in findings:
+        if finding.node in by_node and finding.node != FEDERATION:
+            by_node[finding.node].findings.append(finding)
+        else:
+            federation.append(finding)
+    return federation
 
 
 def job_or_error(config: Mapping[str, Any]) -> tuple[Job | None, str | None]:

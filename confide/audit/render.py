@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import json
 
-from confide.audit.verdict import findings_html, findings_table, markdown_cell
+from confide.audit.verdict import (
+    columns_html,
+    columns_markdown,
+    findings_html,
+    findings_table,
+    markdown_cell,
+)
 from confide.core.errors import ConfideError
 from confide.reports.html_page import Section, bullets, page, paragraph, table
 
@@ -120,16 +126,7 @@ def render_markdown(report: AuditReport) -> str:
         verdict = f"REFUSES this job ({', '.join(errors)})" if errors else "accepts this job"
         out += [f"- verdict: {verdict}", ""]
         if node.columns:
-            out += [
-                "| column | tier | role | transform | task use | leaves the node |",
-                "|---|---|---|---|---|---|",
-            ]
-            out += [
-                f"| {_cell(c.name)} | {c.tier} | {c.role} | {_cell(c.transform)} | "
-                f"{_cell(c.task_use or '-')} | {_cell(c.leaves)} |"
-                for c in node.columns
-            ]
-            out.append("")
+            out += [*columns_markdown(node.columns), ""]
     return "\n".join(out)
 
 
@@ -177,14 +174,7 @@ def render_html(report: AuditReport) -> str:
         facts = [*_node_facts(node, report), ("verdict", verdict)]
         body = table(["", ""], facts, text_columns=(0, 1))
         if node.columns:
-            body += table(
-                ["column", "tier", "role", "transform", "task use", "leaves the node"],
-                [
-                    (c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves)
-                    for c in node.columns
-                ],
-                text_columns=(0, 1, 2, 3, 4, 5),
-            )
+            body += columns_html(node.columns)
         sections.append(Section(f"node-{node.name}", f"Node {node.name}", body))
     return page(
         f"Compliance review: federation {report.federation}, task {report.task}",

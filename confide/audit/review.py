@@ -11,7 +11,6 @@ overrides, node files) come from the same registry (:func:`privacy.evaluate_conf
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +27,13 @@ from confide.privacy import (
     evaluate_config,
     evaluate_job,
 )
-from confide.privacy.review_rules import FEDERATION
-from confide.privacy.run_ledger import canonical_json
 from confide.settings import parse_secure
 
 from .facts import (
     NodeView,
     client_dp_text,
     column_views,
+    config_sha256,
     data_facts,
     job_or_error,
     keys_status,
@@ -44,6 +42,7 @@ from .facts import (
     node_ledger,
     output_lines,
     raw_policy,
+    route_findings,
     sample_dp,
     secagg_text,
     tolerant_nodes,
@@ -52,11 +51,6 @@ from .facts import (
 from .verdict import Verdict
 
 __all__ = ["AuditReport", "audit", "audit_config", "config_sha256"]
-
-
-def config_sha256(config: Mapping[str, Any]) -> str:
-    """SHA-256 of the resolved config's canonical JSON (the run ledger records the same)."""
-    return hashlib.sha256(canonical_json(config)).hexdigest()
 
 
 @dataclass
@@ -205,14 +199,7 @@ def audit_config(
         nodes=tuple(facts),
         job_error=job_error,
     )
-    config_findings = evaluate_config(review)
-    by_node = {v.name: v for v in views}
-    federation_findings = []
-    for finding in config_findings:
-        if finding.node in by_node and finding.node != FEDERATION:
-            by_node[finding.node].findings.append(finding)
-        else:
-            federation_findings.append(finding)
+    federation_findings = route_findings(evaluate_config(review), views)
     rounds = config.get("rounds")
     return AuditReport(
         federation=str((config.get("federation") or {}).get("name", "?")),

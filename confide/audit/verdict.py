@@ -1,5 +1,6 @@
-"""The verdict part every review shares: findings of the federation and of each node, their
-counts by severity, the exit code and each node's ERROR rule ids."""
+"""The parts every review shares: findings of the federation and of each node, their counts by
+severity, the exit code and each node's ERROR rule ids; the findings table and the table of a
+node's policy columns, in Markdown and HTML."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 from confide.privacy import Finding
 from confide.reports.html_page import paragraph, table
 
-__all__ = ["Verdict", "findings_html", "findings_table", "markdown_cell"]
+__all__ = [
+    "Verdict",
+    "columns_html",
+    "columns_markdown",
+    "findings_html",
+    "findings_table",
+    "markdown_cell",
+]
 
 
 class Verdict:
@@ -86,3 +94,24 @@ def findings_html(shown: list[Finding]) -> str:
         text_columns=(0, 1, 2, 3, 4),
         row_classes=[_SEVERITY_CLASS[f.severity] for f in shown],
     )
+
+
+_COLUMN_HEAD = ["column", "tier", "role", "transform", "task use", "leaves the node"]
+
+
+def _column_rows(columns: list[Any]) -> list[tuple[str, ...]]:
+    return [(c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves) for c in columns]
+
+
+def columns_markdown(columns: list[Any]) -> list[str]:
+    """The Markdown table of a node's policy columns (:class:`confide.audit.facts.ColumnView`)."""
+    return [
+        "| " + " | ".join(_COLUMN_HEAD) + " |",
+        "|" + "---|" * len(_COLUMN_HEAD),
+        *("| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in _column_rows(columns)),
+    ]
+
+
+def columns_html(columns: list[Any]) -> str:
+    """The HTML table of a node's policy columns."""
+    return table(_COLUMN_HEAD, _column_rows(columns), text_columns=(0, 1, 2, 3, 4, 5))

@@ -15,7 +15,6 @@ value is read.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +32,13 @@ from confide.privacy import (
     evaluate_config,
     evaluate_job,
 )
-from confide.privacy.review_rules import FEDERATION
-from confide.privacy.run_ledger import canonical_json
 from confide.privacy.vertical_rules import VerticalLayout, feature_holders, vertical_findings
 from confide.vertical_spec import VerticalSpec
 
 from .facts import (
     ColumnView,
     column_views,
+    config_sha256,
     csv_facts,
     job_or_error,
     keys_status,
@@ -48,6 +46,7 @@ from .facts import (
     node_ledger,
     output_lines,
     raw_policy,
+    route_findings,
     tolerant_nodes,
     transport_text,
 )
@@ -632,13 +631,7 @@ def audit_vertical_config(
         job_error=job_error,
     )
     findings += evaluate_config(review)
-    by_node = {v.name: v for v in views}
-    federation_findings = []
-    for finding in findings:
-        if finding.node in by_node and finding.node != FEDERATION:
-            by_node[finding.node].findings.append(finding)
-        else:
-            federation_findings.append(finding)
+    federation_findings = route_findings(findings, views)
     federation = config.get("federation") or {}
     task = config.get("task") or {}
     psi = federation.get("psi") if isinstance(federation.get("psi"), Mapping) else {}
@@ -647,7 +640,7 @@ def audit_vertical_config(
         task=str(task.get("name", "?")),
         overrides=list(overrides),
         config_dirs=[str(d) for d in config_dirs],
-        config_sha256=hashlib.sha256(canonical_json(config)).hexdigest(),  # as run ledger
+        config_sha256=config_sha256(config),
         join_key=spec.join_key if spec else None,
         label_node=spec.label_node if spec else None,
         label=str((task.get("label") or {}).get("name", "?")),

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import json
 
-from confide.audit.verdict import findings_html, findings_table, markdown_cell
+from confide.audit.verdict import (
+    columns_html,
+    columns_markdown,
+    findings_html,
+    findings_table,
+    markdown_cell,
+)
 from confide.reports.html_page import Section, bullets, page, paragraph, table
 
 from .vertical import VerticalAudit, VerticalNodeView
@@ -42,7 +48,6 @@ _DP_HEAD = [
     "DP-SGD sigma",
 ]
 _CROSS_HEAD = ["step", "from", "to", "what", "protection"]
-_COLUMN_HEAD = ["column", "tier", "role", "transform", "task use", "leaves the node"]
 
 
 def _join_rows(report: VerticalAudit) -> list[tuple[str, ...]]:
@@ -168,11 +173,7 @@ def render_vertical_markdown(report: VerticalAudit) -> str:
         out += [f"- {k}: {v}" for k, v in _node_facts(node)]
         out += [f"- verdict: {_verdict(report, node)}", ""]
         if node.columns:
-            rows = [
-                (c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves)
-                for c in node.columns
-            ]
-            out += [*_table_md(_COLUMN_HEAD, rows), ""]
+            out += [*columns_markdown(node.columns), ""]
     return "\n".join(out)
 
 
@@ -218,14 +219,7 @@ def render_vertical_html(report: VerticalAudit) -> str:
         facts = [*_node_facts(node), ("verdict", _verdict(report, node))]
         body = table(["", ""], facts, text_columns=(0, 1))
         if node.columns:
-            body += table(
-                _COLUMN_HEAD,
-                [
-                    (c.name, c.tier, c.role, c.transform, c.task_use or "-", c.leaves)
-                    for c in node.columns
-                ],
-                text_columns=(0, 1, 2, 3, 4, 5),
-            )
+            body += columns_html(node.columns)
         sections.append(Section(f"node-{node.name}", f"Node {node.name}", body))
     return page(
         f"Vertical job review: federation {report.federation}, task {report.task}",
