@@ -41,6 +41,7 @@ from confide.modeling.dp_accounting import epsilon_for_history
 from confide.modeling.errors import ConfideError, ModelFileError
 from confide.modeling.metrics import binary_metrics
 from confide.modeling.noise import NoiseSource, noise_source
+from confide.modeling.state_vectors import read_vectors
 from confide.modeling.training_settings import DPSettings
 from confide.modeling.vertical_dp import PLAN_TOLERANCE, release_sigma_for
 
@@ -327,25 +328,7 @@ class LinearVerticalModel:
         cls, state: Mapping[str, Any], where: str = "vertical linear model"
     ) -> LinearVerticalModel:
         """The inverse of :meth:`to_state`, checking keys, dtypes, shapes and finiteness."""
-        if not isinstance(state, Mapping) or set(state) != set(_MODEL_KEYS):
-            raise ModelFileError(
-                f"{where}: field 'state' must hold exactly {', '.join(_MODEL_KEYS)} "
-                "(rule: vertical linear model)"
-            )
-        arrays = {}
-        for key in _MODEL_KEYS:
-            value = state[key]
-            if not isinstance(value, torch.Tensor) or value.dtype != torch.float64:
-                raise ModelFileError(
-                    f"{where}: field 'state.{key}' is not a float64 tensor "
-                    "(rule: vertical linear model)"
-                )
-            if value.ndim != 1 or not bool(torch.isfinite(value).all()):
-                raise ModelFileError(
-                    f"{where}: field 'state.{key}' is not a finite vector "
-                    "(rule: vertical linear model)"
-                )
-            arrays[key] = value.detach().cpu().numpy().astype(np.float64)
+        arrays = read_vectors(state, _MODEL_KEYS, where, "vertical linear model", float64=True)
         for key in ("bias", "clip_label", "clip_feature"):
             if len(arrays[key]) != 1:
                 raise ModelFileError(

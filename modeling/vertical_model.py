@@ -43,6 +43,7 @@ from confide.modeling.local_training import train_local
 from confide.modeling.metrics import binary_metrics
 from confide.modeling.noise import NoiseSource, noise_source
 from confide.modeling.prediction import predict_proba
+from confide.modeling.state_vectors import read_vectors
 from confide.modeling.training_settings import DPSettings, TrainSettings
 from confide.modeling.vertical_dp import VerticalPlan, plan_feature_node, plan_label_node
 
@@ -338,25 +339,7 @@ class TopModel:
     @classmethod
     def from_state(cls, state: Mapping[str, Any], where: str = "top model") -> TopModel:
         """The inverse of :meth:`to_state`, checking keys, shapes and finiteness."""
-        if not isinstance(state, Mapping) or set(state) != set(_TOP_KEYS):
-            raise ModelFileError(
-                f"{where}: field 'state' must hold exactly {', '.join(_TOP_KEYS)} "
-                "(rule: vertical top model)"
-            )
-        arrays = {}
-        for key in _TOP_KEYS:
-            value = state[key]
-            if not isinstance(value, torch.Tensor) or not torch.is_floating_point(value):
-                raise ModelFileError(
-                    f"{where}: field 'state.{key}' is not a floating-point tensor "
-                    "(rule: vertical top model)"
-                )
-            if value.ndim != 1 or not bool(torch.isfinite(value).all()):
-                raise ModelFileError(
-                    f"{where}: field 'state.{key}' is not a finite vector "
-                    "(rule: vertical top model)"
-                )
-            arrays[key] = value.detach().cpu().numpy().astype(np.float64)
+        arrays = read_vectors(state, _TOP_KEYS, where, "vertical top model")
         if len(arrays["bias"]) != 1 or len(arrays["lambdas"]) != len(arrays["w_embedding"]):
             raise ModelFileError(
                 f"{where}: fields 'state.bias'/'state.lambdas' have the wrong length "
