@@ -119,7 +119,21 @@ def _bisect(epsilon_of, target: float, what: str) -> float:
             raise VerticalPlanError(
                 f"vertical: no noise level reaches the {what} epsilon target (rule: vertical plan)"
             )
-    if epsilon_of(lo) <= target:
+    at_lo = _evaluated(epsilon_of, lo)
+    if at_lo is None:  # the accountant cannot evaluate noise this small (prv, gdp): walk down
+        lo = hi  # from sigma 1 to the first sigma it evaluates above the target
+        while True:
+            lo *= 0.8
+            at_lo = _evaluated(epsilon_of, lo) if lo >= 1e-2 else None
+            if at_lo is None:
+                raise VerticalPlanError(
+                    f"vertical: the {what} epsilon target needs less noise than the accountant "
+                    "can evaluate (rule: vertical plan); use accountant rdp or a smaller epsilon"
+                )
+            if at_lo > target:
+                break
+            hi = lo
+    if at_lo <= target:
         raise VerticalPlanError(
             f"vertical: the {what} epsilon target is too large to calibrate (rule: vertical plan)"
         )
@@ -134,6 +148,16 @@ def _bisect(epsilon_of, target: float, what: str) -> float:
     raise VerticalPlanError(
         f"vertical: the {what} epsilon target could not be met from below (rule: vertical plan)"
     )
+
+
+def _evaluated(epsilon_of, sigma: float) -> float | None:
+    """``epsilon_of(sigma)``, or None where the accountant cannot evaluate it (PRV and GDP fail
+    or overflow for noise far below one)."""
+    try:
+        value = float(epsilon_of(sigma))
+    except (ArithmeticError, RuntimeError, ValueError, MemoryError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def release_sigma_for(

@@ -16,6 +16,7 @@ from confide.modeling.vertical_dp import (
     VerticalPlanError,
     plan_feature_node,
     plan_label_node,
+    release_sigma_for,
 )
 
 DP = DPSettings(epsilon=3.0, delta=1e-5)
@@ -68,3 +69,18 @@ def test_plan_is_frozen():
     plan = VerticalPlan(1.0, 0.1, 10, 2.0, None)
     with pytest.raises(AttributeError):
         plan.sgd_sigma = 0.5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("accountant", ["prv", "gdp"])
+@pytest.mark.filterwarnings("ignore")  # GDP is experimental; both overflow on the probes
+def test_large_epsilon_calibrates_under_prv_and_gdp(accountant):
+    """Under PRV and GDP the accountant fails (or overflows) at sigma 0.01, the bracket's
+    lower end under RDP; the calibration walks down from sigma 1 instead of crashing."""
+    sigma = release_sigma_for(8.0, 1e-5, accountant, moment=False)
+    assert sigma < 1.0
+    assert abs(epsilon_for_history([(sigma, 1.0, 1)], 1e-5, accountant) - 8.0) <= 1e-3
+    # control: 1% less noise already overspends by more than the tolerance
+    assert epsilon_for_history([(0.99 * sigma, 1.0, 1)], 1e-5, accountant) - 8.0 > 1e-3
+    # a target beyond what the accountant can evaluate is one clear error, not a crash
+    with pytest.raises(VerticalPlanError, match="less noise than the accountant can evaluate"):
+        release_sigma_for(1e6, 1e-5, accountant, moment=False)
