@@ -72,7 +72,6 @@ from confide.privacy.secure_product import (
     combine,
     decode_product,
     encode_fixed,
-    encode_noise,
     mask_a,
     mask_b,
     share_a_result,
@@ -277,8 +276,8 @@ def vertical_share(
     share_cross = DealerShareA(np.asarray(arrays["deal_cross_key"], np.uint8).tobytes(), t_cross)
     share_gram = DealerShareA(np.asarray(arrays["deal_gram_key"], np.uint8).tobytes(), t_gram)
     enc_x, enc_sq = encode_fixed(x), encode_fixed(squares)
-    mine_cross = share_a_result(share_cross, masked_cross) + encode_noise(noise_cross)
-    mine_gram = share_a_result(share_gram, masked_gram) + encode_noise(noise_gram.reshape(-1, 1))
+    mine_cross = share_a_result(share_cross, masked_cross, noise=noise_cross)
+    mine_gram = share_a_result(share_gram, masked_gram, noise=noise_gram.reshape(-1, 1))
     epsilon = record_epsilon(step, ledger, plan, [])
     state.update({"done": "vertical-share", "epsilon": epsilon, "test": np.asarray(test)})
     del state["pair_secret"]  # the pair key is not needed again: it is not kept

@@ -37,13 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from confide.modeling.dp_accounting import epsilon_for_history
 from confide.modeling.errors import ConfideError, ModelFileError
 from confide.modeling.metrics import binary_metrics
 from confide.modeling.noise import NoiseSource, noise_source
 from confide.modeling.state_vectors import read_vectors
 from confide.modeling.training_settings import DPSettings
-from confide.modeling.vertical_dp import PLAN_TOLERANCE, release_sigma_for
+from confide.modeling.vertical_dp import plan_linear_node
 
 __all__ = [
     "DEFAULT_CLIP_FEATURE",
@@ -421,17 +420,9 @@ def solve_statistics(
 
 def stats_sigma(dp: DPSettings) -> float:
     """The noise multiplier of one Gaussian release (sample rate 1, one step) costing exactly
-    ``dp.epsilon`` (to 1e-3) under ``dp.accountant``; 0.0 with DP off."""
-    if not dp.enabled:
-        return 0.0
-    sigma = release_sigma_for(dp.epsilon, dp.delta, dp.accountant, moment=False)
-    got = epsilon_for_history([(sigma, 1.0, 1)], dp.delta, dp.accountant)
-    if abs(got - dp.epsilon) > PLAN_TOLERANCE:
-        raise VerticalLinearError(
-            "vertical linear: the statistics release misses dp.epsilon by more than 1e-3 "
-            "(rule: vertical linear DP)"
-        )
-    return float(sigma)
+    ``dp.epsilon`` (to 1e-3) under ``dp.accountant``; 0.0 with DP off (the node's plan,
+    :func:`confide.modeling.vertical_dp.plan_linear_node`)."""
+    return plan_linear_node(dp).release_sigma
 
 
 @dataclass
@@ -445,12 +436,6 @@ class LinearArraysResult:
     epsilon_label: float
     epsilon_feature: float
     statistics: np.ndarray
-
-
-def _release_epsilon(sigma: float, dp: DPSettings) -> float:
-    if not dp.enabled:
-        return math.inf
-    return epsilon_for_history([(sigma, 1.0, 1)], dp.delta, dp.accountant)
 
 
 def _split(n: int, train_idx: Any, test_idx: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -508,7 +493,8 @@ def run_linear_vertical_arrays(
     block = side.T @ side
     cross = xf_c[tr].T @ side
     gram = feature_square_columns(xf_c[tr]).sum(axis=0)
-    sigma_f, sigma_l = stats_sigma(dp_feature), stats_sigma(dp_label)
+    plan_f, plan_l = plan_linear_node(dp_feature), plan_linear_node(dp_label)
+    sigma_f, sigma_l = plan_f.release_sigma, plan_l.release_sigma
     cross_noise, gram_noise = feature_noise(
         noise_source(dp_feature.noise, seed + 1), layout, sigma_f * c2
     )
@@ -522,8 +508,8 @@ def run_linear_vertical_arrays(
         model=model,
         sigma_label=sigma_l,
         sigma_feature=sigma_f,
-        epsilon_label=_release_epsilon(sigma_l, dp_label),
-        epsilon_feature=_release_epsilon(sigma_f, dp_feature),
+        epsilon_label=plan_l.release_epsilon(dp_label.delta, dp_label.accountant),
+        epsilon_feature=plan_f.release_epsilon(dp_feature.delta, dp_feature.accountant),
         statistics=m,
     )
 
@@ -541,6 +527,6 @@ def label_alone_model(
             "vertical linear: the statistics matrix does not match the layout's dimension "
             "(rule: vertical linear statistics)"
         )
-    keep = np.r_[np.arange(layout.d_label + 1), [layout.dim - 1]]
+    keep = layout.label_side
     own = LinearLayout(layout.d_label, 0)
     return solve_statistics(m[np.ix_(keep, keep)], own, float(label_std), clip_label, 1.0)

@@ -36,7 +36,7 @@ from sklearn.linear_model import LogisticRegression as _SkLogistic
 from torch import nn
 
 from confide.core.files import atomic_write_bytes, read_regular_file
-from confide.modeling.dp_accounting import epsilon_for_history
+from confide.modeling.dp_accounting import epsilon_for_history, steps_per_epoch
 from confide.modeling.errors import ConfideError, ModelFileError
 from confide.modeling.factory import ModelSpec
 from confide.modeling.local_training import train_local
@@ -45,7 +45,12 @@ from confide.modeling.noise import NoiseSource, noise_source
 from confide.modeling.prediction import predict_proba
 from confide.modeling.state_vectors import read_vectors
 from confide.modeling.training_settings import DPSettings, TrainSettings
-from confide.modeling.vertical_dp import VerticalPlan, plan_feature_node, plan_label_node
+from confide.modeling.vertical_dp import (
+    MOMENT_SIGMA_RATIO,
+    VerticalPlan,
+    plan_feature_node,
+    plan_label_node,
+)
 
 __all__ = [
     "BOTTOM_LR_FACTOR",
@@ -168,7 +173,7 @@ def train_dp_model(
             "(rule: vertical training rows)"
         )
     net = _as_model(model, x.shape[1], seed)
-    per_epoch = math.ceil(len(x) / train.batch_size)
+    per_epoch = steps_per_epoch(len(x), train.batch_size)
     epochs, rest = divmod(plan.steps, per_epoch)
     if rest or epochs < 1:
         raise VerticalError(
@@ -264,8 +269,6 @@ def embedding_release(
     ``(0, clipped_normal_second_moment(clip))``. Draws come from ``source``: the two sums
     first, then one per row. The row count is public (the positions are).
     """
-    from confide.modeling.vertical_dp import MOMENT_SIGMA_RATIO
-
     if sigma < 0 or not math.isfinite(sigma):
         raise VerticalError("embedding_release: sigma must be finite and >= 0 (rule: vertical DP)")
     raw = embed(model, x, 1.0)
@@ -512,13 +515,13 @@ def run_vertical_arrays(
     not_test = np.setdiff1d(np.arange(n), test_idx)
     feature_plans, feature_histories, noisy_train, moments, noise_vars = [], [], [], [], []
     clean_test, releases = [], []
+    plan = plan_feature_node(dp, len(not_test), train, rounds, embedding_dp_epsilon)  # same for all
     for j, xf in enumerate(x_features):
         xf = np.ascontiguousarray(xf, dtype=np.float32)
         release = label_release(
             y[train_idx], p_train, train_idx, n, label_plan.release_sigma, label_source
         )
         releases.append(release)
-        plan = plan_feature_node(dp, len(not_test), train, rounds, embedding_dp_epsilon)
         source = noise_source(dp.noise, seed + 1 + j)
         bottom, sgd = train_bottom(
             xf[not_test], release[not_test], model, train, dp, plan, source, seed + 1 + j

@@ -37,8 +37,6 @@ secret reaches a worker through its stdin pipe, in memory, never a file, argumen
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import os
 import pickle
@@ -49,6 +47,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from confide.privacy import psi_group as _group
 from confide.privacy.errors import PrivacyError
@@ -211,8 +211,7 @@ class PsiParty:
 
 
 def _hkdf_sha512(ikm: bytes, info: bytes, length: int = 32) -> bytes:
-    prk = hmac.new(_group.DOMAIN, ikm, hashlib.sha512).digest()
-    return hmac.new(prk, info + b"\x01", hashlib.sha512).digest()[:length]
+    return HKDF(hashes.SHA512(), length, salt=_group.DOMAIN, info=info).derive(ikm)
 
 
 def _bounds(n: int, workers: int) -> list[tuple[int, int]]:
