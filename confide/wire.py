@@ -180,29 +180,33 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _json_field(config: Mapping[str, Any], key: str) -> Any:
+def _json_field(
+    config: Mapping[str, Any],
+    key: str,
+    what: str = "analysis message",
+    error: type[ConfideError] = AnalysisWireError,
+) -> Any:
     text = config.get(key)
     if not isinstance(text, str):
-        raise AnalysisWireError(f"analysis message: field '{key}' must be JSON text (rule: wire)")
+        raise error(f"{what}: field '{key}' must be JSON text (rule: wire)")
     if len(text.encode("utf-8")) > MAX_ANALYSIS_JSON:
-        raise AnalysisWireError(
-            f"analysis message: field '{key}' is larger than {MAX_ANALYSIS_JSON} bytes (rule: wire)"
-        )
+        raise error(f"{what}: field '{key}' is larger than {MAX_ANALYSIS_JSON} bytes (rule: wire)")
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
-        raise AnalysisWireError(
-            f"analysis message: field '{key}' is not valid finite JSON (rule: wire)"
-        ) from None
+        raise error(f"{what}: field '{key}' is not valid finite JSON (rule: wire)") from None
 
 
-def _dump(value: Any, key: str) -> str:
+def _dump(
+    value: Any,
+    key: str,
+    what: str = "analysis message",
+    error: type[ConfideError] = AnalysisWireError,
+) -> str:
     try:
         return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError):
-        raise AnalysisWireError(
-            f"analysis message: field '{key}' is not plain finite JSON data (rule: wire)"
-        ) from None
+        raise error(f"{what}: field '{key}' is not plain finite JSON data (rule: wire)") from None
 
 
 def _centroids(raw: Any) -> list[list[float]] | None:
@@ -419,22 +423,10 @@ class VerticalWireError(ConfideError):
 
 
 def _vertical_json(config: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
-    try:
-        value = _json_field(config, key)
-    except AnalysisWireError as exc:
-        raise VerticalWireError(str(exc).replace("analysis", what, 1)) from None
+    value = _json_field(config, key, what, VerticalWireError)
     if not isinstance(value, dict):
         raise VerticalWireError(f"{what}: field '{key}' must be an object (rule: wire)")
     return value
-
-
-def _vertical_dump(value: Mapping[str, Any], key: str, what: str) -> str:
-    try:
-        return _dump(dict(value), key)
-    except AnalysisWireError:
-        raise VerticalWireError(
-            f"{what}: field '{key}' is not plain finite JSON data (rule: wire)"
-        ) from None
 
 
 def _check_array(name: str, kind: str, array: Any, what: str) -> Any:
@@ -524,7 +516,7 @@ class VerticalRequest:
         return {
             "run-id": self.run_id,
             "step": _vertical_step(self.step, what),
-            "job": _vertical_dump(self.job, "job", what),
+            "job": _dump(dict(self.job), "job", what, VerticalWireError),
         }
 
     @classmethod
@@ -562,7 +554,8 @@ class VerticalReply:
         """The ConfigRecord entries (str only); the arrays travel separately."""
         what = "vertical reply"
         _check_arrays(_REPLY_ARRAYS[_vertical_step(self.step, what)], self.arrays, what)
-        return {"step": self.step, "summary": _vertical_dump(self.summary, "summary", what)}
+        summary = _dump(dict(self.summary), "summary", what, VerticalWireError)
+        return {"step": self.step, "summary": summary}
 
     @classmethod
     def from_parts(cls, config: Mapping[str, Any], arrays: Mapping[str, Any]) -> VerticalReply:

@@ -229,7 +229,7 @@ GOOD = {"residual": np.zeros(4, np.float32), "test": np.array([1, 3], np.int64)}
         ({**CONFIG, "step": "psi-anything"}, GOOD, "field 'step' must be one of"),
         ({**CONFIG, "run-id": "../x"}, GOOD, "field 'run-id'"),
         ({**CONFIG, "job": "[1]"}, GOOD, "field 'job' must be an object"),
-        ({**CONFIG, "job": '{"a": NaN}'}, GOOD, "not valid finite JSON"),
+        ({**CONFIG, "job": '{"a": NaN}'}, GOOD, "vertical message: field 'job' is not valid"),
         (CONFIG, {**GOOD, "other": np.zeros(1, np.float32)}, "unexpected array"),
         (CONFIG, {"residual": GOOD["residual"]}, "array 'test' is missing"),
         (CONFIG, {**GOOD, "residual": np.zeros(4, np.float64)}, "one-dimensional float32"),
