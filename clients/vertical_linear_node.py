@@ -35,6 +35,7 @@ from confide.clients.vertical_step import (
     NodeArrays,
     VerticalStep,
     check_rules,
+    check_test_count,
     dp_summary,
     evaluation_summary,
     expect_state,
@@ -252,6 +253,7 @@ def vertical_share(
     real = order < n_rows
     if bool((~real[test]).any()):
         raise step.refuse("a test position is not one of the node's records")
+    check_test_count(step, int(real.sum()), len(test))
     check_rules(step, data, int(real.sum()) - len(test))
     d_feature = data.x.shape[1]
     x = np.zeros((n_positions, d_feature))

@@ -41,6 +41,7 @@ from confide.clients.vertical_data import check_vertical_columns
 from confide.clients.vertical_step import (
     NodeArrays,
     VerticalRefusal,
+    check_test_count,
     evaluation_summary,
     model_path,
 )
@@ -444,6 +445,7 @@ def _vertical_bottom(
     order = _secret_order(state["order_seed"], n_positions)
     if bool((order[test] >= n_rows).any()):
         raise step.refuse("a test position is not one of the node's records")
+    check_test_count(step, n_rows, len(test))
     is_test = np.zeros(n_positions, dtype=bool)
     is_test[test] = True
     train_pos = np.flatnonzero(~is_test & (order < n_rows))

@@ -36,6 +36,7 @@ __all__ = [
     "VerticalStep",
     "accountant_record",
     "check_rules",
+    "check_test_count",
     "dp_summary",
     "evaluation_summary",
     "expect_state",
@@ -93,6 +94,19 @@ class NodeArrays:
 
 def step_ledger(step: VerticalStep) -> BudgetLedger:
     return BudgetLedger(step.node.default_ledger(), step.name, step.policy.dp.lifetime_epsilon)
+
+
+def check_test_count(step: VerticalStep, n_records: int, n_test: int) -> None:
+    """Refuse more test positions than an honest label node can ask for: at most
+    ``max(1, round(n * test_fraction))`` of the aligned rows, and there are at most as many
+    aligned rows as this node's ``n_records``. The node sends back a clean (not DP) value for
+    each test position, so the coordinator must not be able to widen that set."""
+    bound = max(1, round(n_records * step.job.test_fraction))
+    if n_test > bound:
+        raise step.refuse(
+            f"{n_test} test positions, more than the job's test fraction allows of its "
+            f"{n_records} records ({bound})"
+        )
 
 
 def check_rules(step: VerticalStep, data: NodeArrays, n_train_rows: int) -> None:

@@ -22,6 +22,7 @@ from confide.clients.vertical_node import (
     node_arrays,
     public_job,
 )
+from confide.clients.vertical_step import secret_order
 from confide.config import compose_config, to_container
 from confide.job import parse_job
 from confide.modeling.vertical_linear import LinearVerticalModel, run_linear_vertical_arrays
@@ -240,6 +241,21 @@ def test_weights_of_the_wrong_length_are_refused(tmp_path):
     message = refused(flow, flow.shop, "vertical-score", arrays | {"weights": short})
     assert "the weights do not match the node's features" in message
     flow.score()  # control: the right weights are scored
+
+
+def test_more_test_positions_than_the_test_fraction_allows_are_refused(tmp_path):
+    """F answers every test position with a clean (not DP) logit, so a coordinator that widened
+    the set to all of F's records could read them; F refuses more than an honest label node
+    can ask for, before it reserves or writes anything."""
+    flow = Flow(*org(tmp_path, dp="epsilon3")).psi().match()
+    state = flow.feature
+    order = secret_order(state["order_seed"], int(state["n_positions"]))
+    every = np.flatnonzero(order < int(state["n_rows"])).astype(np.int64)
+    arrays = flow.share_arrays()
+    assert len(arrays["test"]) < len(every)
+    message = refused(flow, flow.shop, "vertical-share", arrays | {"test": every})
+    assert "test positions, more than the job's test fraction allows" in message
+    flow.share()  # control: the label node's own test positions are accepted
 
 
 def test_a_replayed_share_is_refused_by_the_ledger(tmp_path):

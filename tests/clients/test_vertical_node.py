@@ -416,3 +416,23 @@ def test_the_secret_position_order_is_fresh_under_secure_noise_and_reproducible_
     fresh = {_order_seed_after_reblind(job, shared, run, "secure") for run in ("r1", "r1")}
     assert len(seeded) == 1
     assert len(fresh) == 2 and not fresh & seeded
+
+
+def test_split_learning_refuses_more_test_positions_than_the_test_fraction_allows(tmp_path):
+    """The clean test embeddings are not DP: F refuses a test set wider than an honest label
+    node can ask for (the secure linear protocol's test is in test_vertical_linear_node)."""
+    from confide.clients.vertical_step import secret_order
+
+    job, shared = _org(tmp_path)
+    request, bank_state, shop_state = _psi(job, shared)
+    match = answer_vertical(job.node("bank"), request, bank_state)
+    honest = {"residual": match.arrays["residual:shop"], "test": match.arrays["test:shop"]}
+    order = secret_order(shop_state["order_seed"], int(shop_state["n_positions"]))
+    every = np.flatnonzero(order < int(shop_state["n_rows"])).astype(np.int64)
+    wide = VerticalRequest("r1", "vertical-bottom", shared, honest | {"test": every})
+    message = _refusal(job.node("shop"), wide, dict(shop_state))
+    assert "test positions, more than the job's test fraction allows" in message
+    assert not (tmp_path / "shop" / "ledger.json").exists()
+    # control: the label node's own test positions are accepted
+    bottom = VerticalRequest("r1", "vertical-bottom", shared, honest)
+    assert answer_vertical(job.node("shop"), bottom, shop_state).step == "vertical-bottom"
