@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from confide.clients import vertical_linear_node as linear
-from confide.clients.node_data import prepare_columns
+from confide.clients.node_data import _split_indices, prepare_columns
 from confide.clients.vertical_data import check_vertical_columns
 from confide.clients.vertical_step import (
     NodeArrays,
@@ -141,9 +141,7 @@ def public_job(config: Mapping[str, Any]) -> dict[str, Any]:
 def aligned_split(n_aligned: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions (into the label node's aligned rows, in row order) of the training and the test
     rows: a seeded permutation, ``max(1, round(n * test_fraction))`` test rows, both sorted."""
-    order = np.random.default_rng(int(seed) ^ _SPLIT_SALT).permutation(int(n_aligned))
-    n_test = max(1, round(n_aligned * test_fraction))
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
+    return _split_indices(int(n_aligned), test_fraction, int(seed) ^ _SPLIT_SALT)
 
 
 def own_features(policy: Policy, task: TaskSpec) -> list[str]:
