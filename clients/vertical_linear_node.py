@@ -92,16 +92,11 @@ __all__ = [
 _CROSS, _GRAM = "cross", "gram"
 
 
-def _statistics_std(step: VerticalStep) -> float:
-    """One node's noise std on each entry of the statistics: its release sigma (from the job's
-    public DP settings, the same at both nodes) times the row bound of the public clips."""
-    plan = plan_linear_node(step.job.dp)
+def _statistics_std(step: VerticalStep, plan: VerticalPlan) -> float:
+    """One node's noise std on each entry of the statistics (0 with DP off): its release sigma
+    (from the job's public DP settings, the same at both nodes) times the row bound of the
+    public clips."""
     return plan.release_sigma * row_bound(step.spec.label_row_clip, step.spec.feature_row_clip)
-
-
-def _own_std(step: VerticalStep, plan: VerticalPlan) -> float:
-    """The std this node adds to each entry it releases (0 with DP off)."""
-    return _statistics_std(step) if plan.enabled else 0.0
 
 
 def _channel(step: VerticalStep, secret: bytes, peer_key: np.ndarray, peer: str) -> PairChannel:
@@ -274,7 +269,7 @@ def vertical_share(
     ledger = reserve_epsilon(step, plan)
     noise = node_noise(step, 1)
     layout = LinearLayout(width - 2, d_feature)
-    noise_cross, noise_gram = feature_noise(noise, layout, _own_std(step, plan))
+    noise_cross, noise_gram = feature_noise(noise, layout, _statistics_std(step, plan))
     share_cross = DealerShareA(np.asarray(arrays["deal_cross_key"], np.uint8).tobytes(), t_cross)
     share_gram = DealerShareA(np.asarray(arrays["deal_gram_key"], np.uint8).tobytes(), t_gram)
     enc_x, enc_sq = encode_fixed(x), encode_fixed(squares)
@@ -285,7 +280,7 @@ def vertical_share(
     del state["pair_secret"]  # the pair key is not needed again: it is not kept
     summary = {
         "dp": dp_summary(step, plan, epsilon, noise)
-        | {"row_clip": spec.feature_row_clip, "statistics_std": _statistics_std(step)},
+        | {"row_clip": spec.feature_row_clip, "statistics_std": _statistics_std(step, plan)},
         "train_rows": None,  # F does not know how many of its positions are aligned
         "positions": n_positions,
         "test_rows": len(test),
@@ -343,7 +338,7 @@ def vertical_solve(
     layout = LinearLayout(label.shape[0] - 2, int(state[f"d_feature:{f}"]))
     plan = plan_linear_node(dp)
     noise = node_noise(step, 0)
-    own_std = _own_std(step, plan)
+    own_std = _statistics_std(step, plan)
     stats = assemble_statistics(layout, label, cross, gram) + label_noise(noise, layout, own_std)
     total_std = own_std * np.sqrt(2.0)  # L's and F's noise: the same public sigma each
     try:
@@ -382,7 +377,7 @@ def vertical_solve(
     )
     summary = {
         "dp": dp_summary(step, plan, epsilon, noise)
-        | {"row_clip": spec.label_row_clip, "statistics_std": _statistics_std(step)},
+        | {"row_clip": spec.label_row_clip, "statistics_std": _statistics_std(step, plan)},
         "features": data.features,
     }
     weights = np.asarray(model.w_feature, dtype=np.float32)

@@ -506,6 +506,7 @@ def _vertical_top(step: _Step, data: NodeArrays, state: MutableMapping[str, Any]
         raise step.refuse("the arrays do not come from exactly the job's feature nodes")
     train_rows, test_rows = np.asarray(state["train_rows"]), np.asarray(state["test_rows"])
     train_emb, test_emb, moments, noise_vars = [], [], [], []
+    noise_var = _embedding_noise_var(step)  # public settings: the same for every feature node
     for f in feature_nodes:
         n_pos = int(state[f"n_pos:{f}"])
         train_pos, test_pos = (
@@ -524,7 +525,7 @@ def _vertical_top(step: _Step, data: NodeArrays, state: MutableMapping[str, Any]
         train_emb.append(emb[np.searchsorted(nontest, train_pos)])
         test_emb.append(clean[np.searchsorted(sorted_test, test_pos)])
         moments.append(tuple(float(v) for v in arrays[f"moments:{f}"]))
-        noise_vars.append(_embedding_noise_var(step))
+        noise_vars.append(noise_var)
     assert data.y is not None
     x = data.x
     top = fit_top(x[train_rows], train_emb, data.y[train_rows], noise_vars, moments)
