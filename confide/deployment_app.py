@@ -104,12 +104,11 @@ def finalise_vertical_deployment(run: VerticalDeploymentRun) -> dict:
     policy and no budget ledger: no in-process baselines, and each node's epsilon is the one
     it reported (the label node alone, from the protocol, is the baseline shown)."""
     outcome = run.outcome
-    status = {"status": outcome.status, "reasons": outcome.reasons, "message": outcome.message}
     return finalise_vertical(
         run.run_dir,
         job=run.job,
         run_id=run.run_id,
-        outcome=status,
+        outcome=outcome.to_dict(),
         record=outcome.record,
         baselines=None,
         epsilon=outcome.epsilons,

@@ -116,6 +116,10 @@ class VerticalOutcome:
     reasons: dict[str, str] = field(default_factory=dict)
     message: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """outcome.json's content."""
+        return {"status": self.status, "reasons": self.reasons, "message": self.message}
+
     @property
     def epsilons(self) -> dict[str, float]:
         """The epsilon each node reported for this run (0.0 for DP off)."""
@@ -487,9 +491,7 @@ def run_vertical_deployment(grid: Grid, context: Context) -> VerticalDeploymentR
     )
     started = time.perf_counter()
     outcome = run_vertical(grid, job, shared, run_id, float(job.config["run"]["timeout_s"]))
-    write_outcome(
-        run_dir, {"status": outcome.status, "reasons": outcome.reasons, "message": outcome.message}
-    )
+    write_outcome(run_dir, outcome.to_dict())
     return VerticalDeploymentRun(
         job, run_id, run_dir, run_root, outcome, time.perf_counter() - started
     )

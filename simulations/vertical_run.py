@@ -54,7 +54,7 @@ from confide.privacy import load_policy
 from confide.privacy.budget_ledger import BudgetLedger
 from confide.privacy.run_ledger import run_epsilon_from_snapshots
 from confide.reports import write_report
-from confide.rundir import finalise_vertical, run_ledger_path
+from confide.rundir import finalise_vertical, run_ledger_path, write_outcome
 from confide.server.vertical_app import VerticalOutcome, run_vertical
 from confide.vertical_spec import check_feature_ownership
 from confide.wire import VerticalRequest
@@ -239,6 +239,7 @@ def finish_vertical(
     """Baselines (completed runs with ``baselines.enabled``), then the run directory through
     :func:`confide.rundir.finalise_vertical`; returns metrics.json's content."""
     completed = outcome.status == "completed"
+    write_outcome(run_dir, outcome.to_dict())  # on disk before the baselines, which can fail
     baselines = None
     if completed and (job.config.get("baselines") or {}).get("enabled", True):
         results = vertical_baselines(job)
@@ -246,12 +247,11 @@ def finish_vertical(
         baselines["label_node_alone"] = results["label_node_alone"]
         baselines["vertical_in_process"] = baselines.pop("vertical")
     ledgers = _ledger_snapshots(job)
-    status = {"status": outcome.status, "reasons": outcome.reasons, "message": outcome.message}
     return finalise_vertical(
         run_dir,
         job=job,
         run_id=run_id,
-        outcome=status,
+        outcome=outcome.to_dict(),
         record=outcome.record,
         baselines=baselines,
         epsilon=run_epsilon_from_snapshots(ledgers, run_id),
