@@ -186,17 +186,51 @@ def finalise_run(
             curves = {"bins": evaluation.bins, "pooled_test": evaluation.curves}
             atomic_write_text(run_dir / CURVES_FILE, json.dumps(curves))
     metrics.update(extra or {})
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
-    write_report(run_dir)  # report.html: full when completed, the stop reasons when stopped
     model = run_dir / MODEL_FILE
-    append_run(  # the run ledger: one hash-chained record per run, completed or stopped
+    _write_and_record(
+        run_dir,
+        metrics,
+        job=job,
+        run_id=run_id,
+        status=str(outcome["status"]),
+        policy_sha256=policy_sha256,
+        epsilon=epsilon,
+        model_path=model if model.is_file() else None,
+        ledger_path=ledger_path,
+        write_report=write_report,
+        ledgers=ledgers,
+        ledger_key=ledger_key,
+    )
+    return metrics
+
+
+def _write_and_record(
+    run_dir: Path,
+    metrics: Mapping[str, Any],
+    *,
+    job: Job,
+    run_id: str,
+    status: str,
+    policy_sha256: Mapping[str, str],
+    epsilon: Mapping[str, float],
+    model_path: Path | None,
+    ledger_path: Path,
+    write_report: Callable[[Path], Any],
+    ledgers: Mapping[str, Any] | None,
+    ledger_key: tuple[str, bytes] | None,
+) -> None:
+    """The end every run shares: metrics.json, report.html (full when completed, the stop
+    reasons when stopped), then the run's one hash-chained record in the run ledger."""
+    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
+    write_report(run_dir)
+    append_run(
         ledger_path,
         run_id=run_id,
         config=job.config,
         policy_sha256=dict(policy_sha256),
         epsilon=dict(epsilon),
-        model_path=model if model.is_file() else None,
-        outcome=str(outcome["status"]),
+        model_path=model_path,
+        outcome=status,
         key=ledger_key if ledger_key is not None else load_ledger_key(),
         budget_ledgers={  # anchors each node's budget ledger: deletion or rewind shows later
             spec.name: (spec.default_ledger(), ledgers[spec.name])
@@ -204,7 +238,6 @@ def finalise_run(
             if ledgers and spec.name in ledgers and (spec.ledger or spec.data) is not None
         },
     )
-    return metrics
 
 
 # --- analyses (``confide analyze``): the same directory and run ledger, other files ----------
@@ -352,21 +385,18 @@ def finalise_vertical(
         named = {"local_only:" + label if k == "label_alone" else k: v for k, v in curves.items()}
         bins = len(next(iter(named.values()))["pos"])
         atomic_write_text(run_dir / CURVES_FILE, json.dumps({"bins": bins, "pooled_test": named}))
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
-    write_report(run_dir)
-    append_run(
-        ledger_path,
+    _write_and_record(
+        run_dir,
+        metrics,
+        job=job,
         run_id=run_id,
-        config=job.config,
-        policy_sha256=dict(policy_sha256),
-        epsilon=dict(epsilon),
+        status=str(outcome["status"]),
+        policy_sha256=policy_sha256,
+        epsilon=epsilon,
         model_path=None,  # every model of a vertical run stays at its node
-        outcome=str(outcome["status"]),
-        key=ledger_key if ledger_key is not None else load_ledger_key(),
-        budget_ledgers={
-            spec.name: (spec.default_ledger(), ledgers[spec.name])
-            for spec in job.nodes
-            if ledgers and spec.name in ledgers and (spec.ledger or spec.data) is not None
-        },
+        ledger_path=ledger_path,
+        write_report=write_report,
+        ledgers=ledgers,
+        ledger_key=ledger_key,
     )
     return metrics
