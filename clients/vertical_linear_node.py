@@ -204,7 +204,7 @@ def linear_psi_match(
     state: MutableMapping[str, Any],
     train_rows: np.ndarray,
     test_rows: np.ndarray,
-    matched: Mapping[str, Mapping[int, int]],
+    matched: Mapping[str, np.ndarray],
     positions: Mapping[str, int],
 ) -> tuple[dict[str, np.ndarray], VerticalPlan]:
     """L after the alignment: reserve its whole epsilon, keep its own block, and send each
@@ -215,8 +215,7 @@ def linear_psi_match(
     state["label_block"] = label_block(x_label, data.y[train_rows])
     replies: dict[str, np.ndarray] = {}
     for f in sorted(matched):
-        at = np.asarray([matched[f][r] for r in train_rows.tolist()], dtype=np.int64)
-        test_pos = np.asarray([matched[f][r] for r in test_rows.tolist()], dtype=np.int64)
+        at, test_pos = matched[f][train_rows], matched[f][test_rows]
         replies.update(label_pair_arrays(step, data, state, f, train_rows, at, positions[f]))
         replies[f"test:{f}"] = np.sort(test_pos)
         if step.spec.reveal_to == "all":

@@ -43,6 +43,8 @@ from confide.clients.vertical_step import (
     VerticalRefusal,
     check_test_count,
     evaluation_summary,
+    match_lookup,
+    matched_everywhere,
     model_path,
 )
 from confide.clients.vertical_step import VerticalStep as _Step
@@ -318,7 +320,7 @@ def _psi_match(step: _Step, data: NodeArrays, state: MutableMapping[str, Any]) -
     party = PsiParty.from_seed(step.request.run_id, state["psi_seed"])
     n = len(data.ids)
     expected = n + _pad(step, n)
-    matched: dict[str, dict[int, int]] = {}
+    matched: dict[str, np.ndarray] = {}  # per feature node: position of each row, -1 if none
     positions: dict[str, int] = {}
     for f in feature_nodes:
         m2 = _elements(arrays[f"m2:{f}"])
@@ -326,27 +328,24 @@ def _psi_match(step: _Step, data: NodeArrays, state: MutableMapping[str, Any]) -
             raise step.refuse(f"feature node '{f}' re-blinded a set of another size")
         m3 = _elements(arrays[f"m3:{f}"])
         m4 = party.reblind(m3)
-        rows, pos = intersect(m2, m4)
-        keep = rows < n  # the label node's own dummies never match, but never count them
-        matched[f] = dict(zip(rows[keep].tolist(), pos[keep].tolist(), strict=True))
+        matched[f] = match_lookup(*intersect(m2, m4), n)
         positions[f] = len(m3) // ELEMENT_SIZE
-    aligned = sorted(set.intersection(*(set(m) for m in matched.values())))
+    rows = matched_everywhere(matched.values())
     psi_seconds = time.perf_counter() - started
-    if not aligned:
+    if len(rows) == 0:
         raise step.refuse("the join keys have no overlap", "rule: VFL-NO-OVERLAP")
-    if len(aligned) < spec.min_overlap:
+    if len(rows) < spec.min_overlap:
         raise step.refuse(
-            f"{len(aligned)} aligned customers, below psi.min_overlap={spec.min_overlap}",
+            f"{len(rows)} aligned customers, below psi.min_overlap={spec.min_overlap}",
             "rule: VFL-MIN-OVERLAP",
         )
-    rows = np.asarray(aligned, dtype=np.int64)
     train_at, test_at = aligned_split(len(rows), step.job.test_fraction, step.job.seed)
     train_rows, test_rows = rows[train_at], rows[test_at]
     state["psi_summary"] = {
         "label_set_size": n if spec.pad_to is None else None,
         "label_elements": expected,
         "feature_elements": positions,
-        "intersection": len(aligned),
+        "intersection": len(rows),
         "train_rows": len(train_rows),
         "test_rows": len(test_rows),
         "seconds": psi_seconds,
@@ -375,9 +374,8 @@ def _psi_match(step: _Step, data: NodeArrays, state: MutableMapping[str, Any]) -
     replies: dict[str, np.ndarray] = {}
     for f in feature_nodes:  # one release per feature node (the plan counts each)
         n_pos = positions[f]
-        at = np.asarray([matched[f][r] for r in train_rows.tolist()], dtype=np.int64)
+        at, test_pos = matched[f][train_rows], matched[f][test_rows]
         values = label_release(y_train, p, at, n_pos, plan.release_sigma, noise)
-        test_pos = np.asarray([matched[f][r] for r in test_rows.tolist()], dtype=np.int64)
         replies[f"residual:{f}"] = values
         replies[f"test:{f}"] = np.sort(test_pos)
         if spec.reveal_to == "all":  # the config lets the feature nodes learn the alignment
@@ -415,7 +413,7 @@ def _linear_psi_match(
     state: MutableMapping[str, Any],
     train_rows: np.ndarray,
     test_rows: np.ndarray,
-    matched: Mapping[str, Mapping[int, int]],
+    matched: Mapping[str, np.ndarray],
     positions: Mapping[str, int],
 ) -> VerticalReply:
     state.update({"train_rows": train_rows, "test_rows": test_rows})

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from confide.clients.vertical_node import VerticalRefusal, model_path, node_arrays
+from confide.clients.vertical_step import match_lookup, matched_everywhere
 from confide.core.errors import ConfideError
 from confide.core.files import atomic_writer
 from confide.job import Job
@@ -82,8 +83,7 @@ def score_vertical(job: Job, run_id: str, out: Path) -> VerticalScore:
         own = node_arrays(label, job, with_label=False)
         party = PsiParty(domain)
         m1 = party.blind(own.ids)
-        aligned: set[int] | None = None
-        matches: dict[str, dict[int, int]] = {}
+        matches: dict[str, np.ndarray] = {}  # per feature node: position of each row, or -1
         embeddings: dict[str, tuple[object, object]] = {}
         for f in spec.feature_nodes:
             # at the feature node: re-blind m1, blind its own keys in a secret order
@@ -94,10 +94,9 @@ def score_vertical(job: Job, run_id: str, out: Path) -> VerticalScore:
             m3 = theirs.blind([other.ids[r] for r in order])
             # at the label node: match
             rows, positions = intersect(m2, party.reblind(m3))
-            matches[f] = dict(zip(rows.tolist(), positions.tolist(), strict=True))
-            aligned = set(matches[f]) if aligned is None else aligned & set(matches[f])
+            matches[f] = match_lookup(rows, positions, len(own.ids))
             embeddings[f] = (other, order)
-        rows_scored = np.asarray(sorted(aligned or ()), dtype=np.int64)
+        rows_scored = matched_everywhere(matches.values())
         if len(rows_scored) == 0:
             raise VerticalScoringError(
                 "the new records of the label node and the feature nodes have no join key in "
@@ -106,7 +105,7 @@ def score_vertical(job: Job, run_id: str, out: Path) -> VerticalScore:
         clean = []
         for f in spec.feature_nodes:
             other, order = embeddings[f]
-            asked = np.asarray([matches[f][r] for r in rows_scored.tolist()], dtype=np.int64)
+            asked = matches[f][rows_scored]
             bottom, _, payload = load_model(paths[f])
             extra = payload.get("extra") or {}  # what the feature node stored beside its weights
             records = other.x[order[asked]]

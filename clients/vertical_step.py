@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ __all__ = [
     "dp_summary",
     "evaluation_summary",
     "expect_state",
+    "match_lookup",
+    "matched_everywhere",
     "model_path",
     "node_noise",
     "order_seed",
@@ -94,6 +96,22 @@ class NodeArrays:
 
 def step_ledger(step: VerticalStep) -> BudgetLedger:
     return BudgetLedger(step.node.default_ledger(), step.name, step.policy.dp.lifetime_epsilon)
+
+
+def match_lookup(rows: np.ndarray, positions: np.ndarray, n_rows: int) -> np.ndarray:
+    """From PSI's matches (label-node row, feature-node position), one int64 array over the
+    label node's ``n_rows`` rows: the position of the same customer, -1 where none (rows at or
+    beyond ``n_rows``, the label node's own dummies, never count)."""
+    rows, positions = np.asarray(rows, np.int64), np.asarray(positions, np.int64)
+    keep = rows < n_rows
+    lookup = np.full(int(n_rows), -1, dtype=np.int64)
+    lookup[rows[keep]] = positions[keep]
+    return lookup
+
+
+def matched_everywhere(lookups: Iterable[np.ndarray]) -> np.ndarray:
+    """The label node's rows (sorted) that every feature node matched."""
+    return np.flatnonzero(np.logical_and.reduce([lookup >= 0 for lookup in lookups]))
 
 
 def check_test_count(step: VerticalStep, n_records: int, n_test: int) -> None:
