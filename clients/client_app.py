@@ -176,6 +176,7 @@ def _vertical_query(msg: Message, context: Context, resolve_node: NodeResolver |
 
 
 def _deployment_noise(context: Context) -> str:
+    """The SuperNode's own noise source (``--node-config dp-noise``): secure unless set."""
     noise = str(context.node_config.get("dp-noise") or "secure")
     if noise not in NOISE_KINDS:
         raise NodeRefusal(
@@ -236,12 +237,7 @@ def runtime_from_deployment(context: Context) -> NodeRuntime:
         if not node_cfg.get(key):
             raise NodeRefusal(f"SuperNode --node-config lacks '{key}' (rule: node config)")
     max_eps = node_cfg.get("max-epsilon-per-run")
-    noise = str(node_cfg.get("dp-noise") or "secure")
-    if noise not in NOISE_KINDS:
-        raise NodeRefusal(
-            f"SuperNode --node-config 'dp-noise' must be one of {', '.join(NOISE_KINDS)} "
-            "(rule: DP noise source)"
-        )
+    noise = _deployment_noise(context)
     node = NodeSpec(
         name=str(node_cfg["name"]),
         policy=Path(str(node_cfg["policy-path"])).expanduser(),

@@ -122,18 +122,23 @@ def _print_survival(console: Console, metrics: dict[str, Any]) -> None:
         dp_banner(console, metrics["dp"])
 
 
-def _print_vertical(console: Console, metrics: dict[str, Any]) -> None:
-    """A vertical run: the top model against its baselines, the PSI summary, each node's ε."""
-    glob, vertical = metrics["global"], metrics.get("vertical", {})
-    psi = vertical.get("psi", {})
-    table = Table(title="Vertical model on the aligned held-out test rows")
+def _metrics_table(title: str, glob: dict[str, Any]) -> Table:
+    """One row of a binary model's test metrics (ROC-AUC, PR-AUC, log-loss, Brier, KS, rows)."""
+    table = Table(title=title)
     for col in ("ROC-AUC", "PR-AUC", "log-loss", "Brier", "KS", "rows"):
         table.add_column(col, justify="right")
     table.add_row(
         *(_fmt(glob[k]) for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks")),
         str(int(glob["n"])),
     )
-    console.print(table)
+    return table
+
+
+def _print_vertical(console: Console, metrics: dict[str, Any]) -> None:
+    """A vertical run: the top model against its baselines, the PSI summary, each node's ε."""
+    glob, vertical = metrics["global"], metrics.get("vertical", {})
+    psi = vertical.get("psi", {})
+    console.print(_metrics_table("Vertical model on the aligned held-out test rows", glob))
     console.print(
         f"PSI on '{vertical.get('join_key')}': label node set "
         f"{psi.get('label_set_size', 'padded')}, elements sent "
@@ -186,13 +191,7 @@ def print_summary(console: Console, run_dir, metrics: dict[str, Any]) -> None:
     if "c_index" in glob:  # a survival run
         _print_survival(console, metrics)
         return
-    table = Table(title="Global model on the pooled held-out test set")
-    for col in ("ROC-AUC", "PR-AUC", "log-loss", "Brier", "KS", "rows"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        *(_fmt(glob[k]) for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks")),
-        str(int(glob["n"])),
-    )
+    table = _metrics_table("Global model on the pooled held-out test set", glob)
     console.print(table)
     nodes = Table(title="Nodes")
     for col in ("node", "rows", "positive rate", "ε spent", "global AUC on own test"):
