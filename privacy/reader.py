@@ -18,7 +18,6 @@ bounded by the chunk size and Arrow's small read blocks, whatever the file's siz
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import stat
@@ -108,23 +107,31 @@ def _header(handle: BinaryIO, source: str) -> list[str]:
     return names
 
 
-class _QuoteCounter(io.RawIOBase):
-    """Passes a file's bytes to Arrow while counting quote characters (an unclosed quote makes
-    the count odd; Arrow would otherwise read it as one value running to the end of the file)."""
+def _count_quotes(handle: BinaryIO) -> int:
+    """The number of quote characters in the file (an unclosed quote makes it odd; Arrow would
+    otherwise read it as one value running to the end of the file)."""
+    handle.seek(0)
+    count = 0
+    while chunk := handle.read(1 << 20):
+        count += chunk.count(b'"')
+    return count
 
-    def __init__(self, handle: BinaryIO) -> None:
-        super().__init__()
-        self._handle = handle
-        self.quotes = 0
 
-    def readable(self) -> bool:
-        return True
+def _native_stream(handle: BinaryIO) -> pa.NativeFile | None:
+    """An Arrow-native input stream on the same open file (Linux: ``/proc/self/fd/N``, the
+    inode already opened and checked, not the path again), or None where there is none.
 
-    def readinto(self, buffer) -> int:
-        data = self._handle.read(len(buffer))
-        buffer[: len(data)] = data
-        self.quotes += data.count(b'"')
-        return len(data)
+    Arrow reads ahead on its own IO thread. Given a Python file object, that thread calls into
+    Python; a refusal that ends the process while such a read is in flight aborts it at
+    interpreter exit ("terminate called without an active exception"). A native stream never
+    calls into Python."""
+    proc = Path(f"/proc/self/fd/{handle.fileno()}")
+    if not proc.exists():
+        return None
+    try:
+        return pa.OSFile(str(proc), "r")
+    except (OSError, pa.ArrowException):
+        return None
 
 
 class CsvTable:
@@ -154,17 +161,19 @@ class CsvTable:
         """Yield the data rows as DataFrames of at most ``chunksize`` rows (text, ``str``)."""
         if chunksize < 1:
             raise ValueError("chunksize must be a positive integer")
+        quotes = _count_quotes(self._handle)
         self._handle.seek(0)
-        counter = _QuoteCounter(self._handle)
+        stream = _native_stream(self._handle)
         bad_rows: list[tuple[int | None, int, int]] = []
 
         def on_invalid(row) -> str:
             bad_rows.append((row.number, row.actual_columns, row.expected_columns))
             return "error"
 
+        reader = None
         try:
             reader = pacsv.open_csv(
-                counter,
+                stream if stream is not None else self._handle,
                 read_options=pacsv.ReadOptions(block_size=MAX_ROW_BYTES, use_threads=False),
                 parse_options=pacsv.ParseOptions(
                     newlines_in_values=True, invalid_row_handler=on_invalid
@@ -193,7 +202,7 @@ class CsvTable:
                     if rows == chunksize:
                         rows = 0
                         yield _to_frame(_drain(pending))
-            if counter.quotes % 2 and _unclosed_quote(self._handle):
+            if quotes % 2 and _unclosed_quote(self._handle):
                 raise CsvFormatError(
                     f"{self.source}: a quoted value is never closed (rule: CSV format)"
                 )
@@ -201,6 +210,11 @@ class CsvTable:
                 yield _to_frame(_drain(pending))
         except pa.ArrowInvalid as exc:  # Arrow's message may quote row contents: never repeated
             raise self._explain(exc, bad_rows) from None
+        finally:
+            if reader is not None:
+                reader.close()
+            if stream is not None:
+                stream.close()
 
     def _check_cells(self, batch: pa.RecordBatch, done: int) -> None:
         for name, col in zip(batch.schema.names, batch.columns, strict=True):
