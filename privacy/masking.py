@@ -85,15 +85,16 @@ def _shaped(arr: pa.Array, pattern: str, first: int, last: int, clean=None) -> p
     ``clean`` (e.g. removing separators) is applied only to values that do not match as given.
     """
     rx = f"^(?:{pattern})$"
+    given = arr
     ok = pc.fill_null(pc.match_substring_regex(arr, rx), False)
     if clean is not None and not pc.all(ok).as_py():
         bad = pc.invert(ok)
         arr = pc.replace_with_mask(arr, bad, clean(arr.filter(bad)))
         ok = pc.fill_null(pc.match_substring_regex(arr, rx), False)
     out = _keep(arr, first, last)
-    if not pc.all(ok).as_py():
-        bad = pc.invert(ok)
-        out = pc.replace_with_mask(out, bad, _stars(arr.filter(bad)))
+    if not pc.all(ok).as_py():  # fully masked as given: a value that cleans to nothing (only
+        bad = pc.invert(ok)  # separators) still comes back as stars, never as ''
+        out = pc.replace_with_mask(out, bad, _stars(given.filter(bad)))
     return out
 
 
